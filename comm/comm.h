@@ -1,0 +1,97 @@
+/* comm: the only module that talks to other ranks (Open MPI now, NCCL later
+ * behind the same calls). It moves bytes; it does not know what they mean.
+ *
+ * Data layout of a strip buffer: [n][rows][row_elems] floats, i.e. NHWC with
+ * row_elems = w * c. Rank r owns global rows [plan->row0[r], plan->row0[r+1]). */
+#ifndef FS_COMM_H
+#define FS_COMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "core/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct fs_comm fs_comm;
+
+/* Initialises MPI if nobody has (MPI_Init_thread, FUNNELED) and wraps
+ * MPI_COMM_WORLD. fs_comm_free finalises MPI only if fs_comm_init started it. */
+fs_code fs_comm_init(int *argc, char ***argv, fs_comm **out, fs_error *err);
+void fs_comm_free(fs_comm *comm);
+int fs_comm_rank(const fs_comm *comm);
+int fs_comm_size(const fs_comm *comm);
+fs_code fs_comm_barrier(fs_comm *comm, fs_error *err);
+fs_code fs_comm_bcast(fs_comm *comm, void *buf, size_t bytes, int root, fs_error *err);
+
+/* ---------------------------------------------------------------- strip plan
+ * A map of h rows cut into `parts` strips, boundaries on multiples of `align`
+ * (the last boundary is h), sizes as even as the alignment allows (the first
+ * strips get the extra units). Every strip gets at least one unit; too few
+ * rows for the parts is an error saying how many parts would fit. */
+#define FS_MAX_RANKS 4096
+typedef struct fs_strip_plan {
+    int h, parts, align;
+    int row0[FS_MAX_RANKS + 1];  /* row0[parts] == h */
+} fs_strip_plan;
+
+fs_code fs_strip_plan_make(int h, int parts, int align, fs_strip_plan *plan, fs_error *err);
+/* The same cut at a level `factor` times coarser (row0 / factor); factor must
+ * divide every boundary except possibly the last (h is rounded up, as a
+ * stride-2 convolution does: ceil(h / factor)). */
+fs_code fs_strip_plan_coarsen(const fs_strip_plan *fine, int factor, fs_strip_plan *coarse,
+                              fs_error *err);
+/* Owner of global row y (binary search). */
+int fs_strip_plan_owner(const fs_strip_plan *plan, int y);
+static inline int fs_strip_rows(const fs_strip_plan *p, int r) { return p->row0[r + 1] - p->row0[r]; }
+
+/* ---------------------------------------------------------------- traffic */
+typedef enum {
+    FS_TRAFFIC_HALO = 0,   /* halo rows */
+    FS_TRAFFIC_REDUCE,     /* fixed-order reductions (GroupNorm statistics, ...) */
+    FS_TRAFFIC_GATHER,     /* all-gather / gather of strips (attention K/V, images) */
+    FS_TRAFFIC_BCAST,      /* broadcasts (job, plan) */
+    FS_TRAFFIC_KINDS
+} fs_traffic_kind;
+typedef struct fs_traffic {
+    uint64_t bytes_sent, bytes_recv, calls;
+} fs_traffic;
+const char *fs_traffic_name(fs_traffic_kind kind);
+void fs_comm_traffic(const fs_comm *comm, fs_traffic out[FS_TRAFFIC_KINDS]);
+void fs_comm_traffic_reset(fs_comm *comm);
+
+/* ---------------------------------------------------------------- halos
+ * buf is [n][top + own + bot][row_elems] where own = this rank's rows of the
+ * plan. Fills the top rows with global rows [row0 - top, row0) and the bottom
+ * rows with [row1, row1 + bot) from whichever ranks own them (not only the
+ * neighbours: a thin strip may not cover a wide halo). Rows outside [0, h)
+ * are set to zero. Collective: every rank calls it with the same top/bot. */
+fs_code fs_comm_halo(fs_comm *comm, const fs_strip_plan *plan, float *buf, int n,
+                     size_t row_elems, int top, int bot, fs_error *err);
+
+/* ---------------------------------------------------------------- gathers
+ * own: [n][own rows][row_elems]; full: [n][h][row_elems] on every rank
+ * (allgather) or on root only (gather; full may be NULL elsewhere). */
+fs_code fs_comm_allgather_rows(fs_comm *comm, const fs_strip_plan *plan, const float *own,
+                               float *full, int n, size_t row_elems, fs_error *err);
+fs_code fs_comm_gather_rows(fs_comm *comm, const fs_strip_plan *plan, const float *own,
+                            float *full, int n, size_t row_elems, int root, fs_error *err);
+
+/* ---------------------------------------------------------------- reductions
+ * Fixed global order: own_part holds per-row partials [own rows][m] (doubles);
+ * the partials of all h rows are gathered and added in global row order, so
+ * the m sums are bit-identical for any rank count. all_rows, if not NULL,
+ * receives the gathered [h][m] partials. */
+fs_code fs_comm_sum_rows(fs_comm *comm, const fs_strip_plan *plan, const double *own_part,
+                         size_t m, double *sum, double *all_rows, fs_error *err);
+/* Gathers per-row partials [h][m] in global row order on every rank (for
+ * callers that fold them themselves, e.g. fs_groupnorm_finish). */
+fs_code fs_comm_allgather_row_partials(fs_comm *comm, const fs_strip_plan *plan,
+                                       const double *own_part, size_t m, double *all_rows,
+                                       fs_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

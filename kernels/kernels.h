@@ -1,0 +1,170 @@
+/* kernels: the ops the networks are built from. Each op has a plain reference
+ * loop (fs_*_ref: obviously correct, slow) and a fast CPU version (fs_*),
+ * tested against each other on random inputs by tests/test_ops.c.
+ *
+ * Layout: activations NHWC float32. Spatial ops work on a row strip of a map
+ * whose global size is given: the strip's buffer holds global rows
+ * [x_row0, x_row0 + x_rows) of each of the n images ([n][x_rows][w][c]),
+ * including the halo rows the op needs. Rows of the buffer that fall outside
+ * the global map [0, h) are treated as zeros whatever they hold (padding).
+ *
+ * Exactness: a fast op gives the same bits for an output element whatever
+ * strip it is computed in and whatever the thread count. GEMMs therefore run
+ * on tiles with a fixed shape whose bounds are fixed in global coordinates
+ * (measured: OpenBLAS results for a row change with M and with its thread
+ * count, but not with the content of the other rows of a same-shape call). */
+#ifndef FS_KERNELS_H
+#define FS_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "core/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- GEMM tiles
+ * C[m][nout] = A[m][k] * W[nout][k]^T (+ bias) for rows m0 .. m0+m-1 of a
+ * global matrix: work is cut into tiles of FS_GEMM_TILE rows aligned on global
+ * multiples of the tile, every tile computed by one single-threaded sgemm
+ * call of the full tile shape (a partial tile is zero-padded into scratch).
+ * This is the only way ops call BLAS. */
+#define FS_GEMM_TILE 256
+void fs_linear_ref(const float *x, float *y, size_t m, int k, int nout,
+                   const float *w, const float *bias);
+fs_code fs_linear(const float *x, float *y, size_t m, int k, int nout,
+                  const float *w, const float *bias, int64_t m0,
+                  fs_arena *scratch, fs_error *err);
+
+/* ---------------------------------------------------------------- conv2d
+ * Weights OHWI: [cout][k][k][cin]; bias [cout] or NULL. Padding is
+ * dil * (k - 1) / 2 on every side (PyTorch's padding = dilation for k = 3). */
+typedef struct fs_conv2d_desc {
+    int n;                /* batch */
+    int in_h, in_w;       /* the global input map */
+    int cin, cout;
+    int k;                /* 1 or 3 */
+    int stride;           /* 1 or 2 */
+    int dil;              /* 1 .. 8 */
+    int x_row0, x_rows;   /* global input rows held in x (may reach outside [0, in_h)) */
+    int y_row0, y_rows;   /* global output rows to compute into y ([n][y_rows][out_w][cout]) */
+} fs_conv2d_desc;
+
+int fs_conv2d_out_size(int in, int k, int stride, int dil);
+/* Global input rows [*row0, *row1) that output rows [y_row0, y_row0 + y_rows)
+ * read, not clipped to the map (the halo a strip needs). */
+void fs_conv2d_input_rows(const fs_conv2d_desc *d, int *row0, int *row1);
+/* PyTorch OIHW [cout][cin][k][k] -> OHWI. */
+void fs_conv2d_weight_from_oihw(const float *oihw, float *ohwi, int cout, int cin, int k);
+void fs_conv2d_ref(const fs_conv2d_desc *d, const float *x, const float *w,
+                   const float *bias, float *y);
+fs_code fs_conv2d(const fs_conv2d_desc *d, const float *x, const float *w,
+                  const float *bias, float *y, fs_arena *scratch, fs_error *err);
+
+/* ---------------------------------------------------------------- norms
+ * GroupNorm with statistics supplied by the caller, so they can be global
+ * across strips. Partials are per global row, in double:
+ * part[((r * n + b) * groups + g) * 2 + 0] = sum, [.. + 1] = sum of squares,
+ * each summed in a fixed order (pixels, then channels of the group). */
+void fs_groupnorm_partials(const float *x, int n, int rows, int w, int c, int groups,
+                           double *part);
+/* Folds the partials of all h rows of the map (global row order) into mean
+ * and rstd = 1/sqrt(var + eps) per [b][g] (biased variance, as PyTorch). */
+void fs_groupnorm_finish(const double *part, int h, int n, int w, int c, int groups,
+                         float eps, float *mean, float *rstd);
+/* y = (x - mean) * rstd * gamma + beta, then SiLU if silu; y may equal x. */
+void fs_groupnorm_apply(const float *x, float *y, int n, int rows, int w, int c, int groups,
+                        const float *mean, const float *rstd, const float *gamma,
+                        const float *beta, int silu);
+/* Reference: whole map at once, two-pass statistics in double. */
+void fs_groupnorm_ref(const float *x, float *y, int n, int h, int w, int c, int groups,
+                      float eps, const float *gamma, const float *beta, int silu);
+
+/* Per token over c channels (biased variance). gamma/beta may be NULL. */
+void fs_layernorm_ref(const float *x, float *y, size_t tokens, int c, float eps,
+                      const float *gamma, const float *beta);
+void fs_layernorm(const float *x, float *y, size_t tokens, int c, float eps,
+                  const float *gamma, const float *beta);
+
+/* ---------------------------------------------------------------- pointwise
+ * y may equal x. GEGLU (diffusers): x is [m][2d], y[m][d] = x[:, :d] * gelu(x[:, d:]). */
+void fs_silu_ref(const float *x, float *y, size_t n);
+void fs_silu(const float *x, float *y, size_t n);
+void fs_gelu_ref(const float *x, float *y, size_t n);        /* erf GELU */
+void fs_gelu(const float *x, float *y, size_t n);
+void fs_quick_gelu_ref(const float *x, float *y, size_t n);  /* x * sigmoid(1.702 x) */
+void fs_quick_gelu(const float *x, float *y, size_t n);
+void fs_geglu_ref(const float *x, float *y, size_t m, int d);
+void fs_geglu(const float *x, float *y, size_t m, int d);
+
+/* Sinusoidal timestep embedding as diffusers with flip_sin_to_cos = True,
+ * downscale_freq_shift = 0: out[i] = [cos(t f_j) for j < dim/2, sin(t f_j) ...],
+ * f_j = exp(-ln(10000) j / (dim/2)). out is [n][dim]. */
+void fs_timestep_embedding_ref(const float *t, int n, int dim, float *out);
+void fs_timestep_embedding(const float *t, int n, int dim, float *out);
+
+/* ---------------------------------------------------------------- resampling
+ * Nearest 2x: x holds rows [n][rows][w][c], y gets [n][2 rows][2 w][c]. */
+void fs_upsample_nearest2x_ref(const float *x, float *y, int n, int rows, int w, int c);
+void fs_upsample_nearest2x(const float *x, float *y, int n, int rows, int w, int c);
+
+/* Bicubic resize with PyTorch's semantics (align_corners = False, a = -0.75,
+ * taps clamped to the border, src = (dst + 0.5) * in / out - 0.5).
+ * x holds global rows [x_row0, x_row0 + x_rows) of an in_h x in_w map (must
+ * cover every row the wanted output rows read, after clamping); y gets
+ * global output rows [y_row0, y_row0 + y_rows) of out_h x out_w. */
+typedef struct fs_resize_desc {
+    int n, c;
+    int in_h, in_w, out_h, out_w;
+    int x_row0, x_rows;
+    int y_row0, y_rows;
+} fs_resize_desc;
+void fs_resize_bicubic_input_rows(const fs_resize_desc *d, int *row0, int *row1);
+void fs_resize_bicubic_ref(const fs_resize_desc *d, const float *x, float *y);
+void fs_resize_bicubic(const fs_resize_desc *d, const float *x, float *y);
+
+/* ---------------------------------------------------------------- blur
+ * Gaussian low-pass (FreeScale's fusion blur, spec/freescale.md section 5):
+ * g[i] = exp(-(i - (k-1)/2)^2 / (2 sigma^2)) normalised to sum 1, applied by
+ * zero-padded correlation (no renormalisation at the borders) along the axes
+ * in `axes`: FS_BLUR_H | FS_BLUR_W is the 2-D spatial blur (variant B),
+ * FS_BLUR_W | FS_BLUR_C variant A, all three the 3-D blur of HEAD (variant C,
+ * over rows, columns and channels of each batch item). */
+enum { FS_BLUR_H = 1, FS_BLUR_W = 2, FS_BLUR_C = 4 };
+void fs_gaussian_kernel1d(int k, float sigma, float *g);
+typedef struct fs_blur_desc {
+    int n, h, w, c;        /* global map */
+    int k;                 /* odd kernel size */
+    int axes;              /* FS_BLUR_* bits */
+    int x_row0, x_rows;    /* rows held (with halo k/2 when FS_BLUR_H) */
+    int y_row0, y_rows;    /* rows to produce */
+} fs_blur_desc;
+void fs_blur_ref(const fs_blur_desc *d, const float *g, const float *x, float *y);
+fs_code fs_blur(const fs_blur_desc *d, const float *g, const float *x, float *y,
+                fs_arena *scratch, fs_error *err);
+
+/* ---------------------------------------------------------------- attention
+ * o = softmax(q k^T * scale) v for each of `heads` heads of dimension dh.
+ * q: nq rows of heads*dh floats with row stride ldq (floats); k, v: nk rows
+ * (ldk, ldv); o: nq rows (ldo). Head h uses columns [h*dh, (h+1)*dh).
+ * The fast version streams over key blocks (online softmax): no nq x nk
+ * matrix, scratch independent of nk. q0 is the global index of q's first row:
+ * query tiles are aligned on it so results do not depend on the split. */
+void fs_attention_ref(const float *q, int ldq, const float *k, int ldk, const float *v, int ldv,
+                      float *o, int ldo, int nq, int nk, int heads, int dh, float scale);
+fs_code fs_attention(const float *q, int ldq, const float *k, int ldk, const float *v, int ldv,
+                     float *o, int ldo, int nq, int nk, int heads, int dh, float scale,
+                     int64_t q0, fs_arena *scratch, fs_error *err);
+
+/* ---------------------------------------------------------------- CUDA
+ * Present when built with CUDA (FS_HAVE_CUDA); fs_cuda_available() is 0 when
+ * no usable device or driver is found, and callers then use the CPU ops. */
+int fs_cuda_available(char *why, size_t why_len);
+/* SiLU on the device, host buffers in and out (the CUDA path's first op). */
+fs_code fs_cuda_silu(const float *x, float *y, size_t n, fs_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
