@@ -24,6 +24,10 @@ int fs_comm_rank(const fs_comm *comm);
 int fs_comm_size(const fs_comm *comm);
 fs_code fs_comm_barrier(fs_comm *comm, fs_error *err);
 fs_code fs_comm_bcast(fs_comm *comm, void *buf, size_t bytes, int root, fs_error *err);
+/* The same number of bytes from every rank, concatenated in rank order on
+ * root (all: size * bytes there; ignored elsewhere). For reports and logs. */
+fs_code fs_comm_gather_bytes(fs_comm *comm, const void *mine, size_t bytes, void *all, int root,
+                             fs_error *err);
 
 /* ---------------------------------------------------------------- strip plan
  * A map of h rows cut into `parts` strips, boundaries on multiples of `align`

@@ -155,6 +155,27 @@ fs_code fs_comm_bcast(fs_comm *c, void *buf, size_t bytes, int root, fs_error *e
     return FS_OK;
 }
 
+fs_code fs_comm_gather_bytes(fs_comm *c, const void *mine, size_t bytes, void *all, int root,
+                             fs_error *err)
+{
+    if (!c)
+        return fs_fail(err, FS_ERR_INVALID, "comm gather bytes: comm is NULL");
+    if (root < 0 || root >= c->size)
+        return fs_fail(err, FS_ERR_INVALID, "comm gather bytes: root %d is not a rank of 0..%d",
+                       root, c->size - 1);
+    if (bytes > (size_t)1 << 30)
+        return fs_fail(err, FS_ERR_RANGE, "comm gather bytes: %zu bytes per rank is over 1 GiB",
+                       bytes);
+    int rc = MPI_Gather(mine, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE, root, c->comm);
+    if (rc != MPI_SUCCESS)
+        return mpi_fail(err, rc, c->rank, "MPI_Gather");
+    if (c->rank == root)
+        count(c, FS_TRAFFIC_GATHER, 0, (uint64_t)bytes * (uint64_t)(c->size - 1));
+    else
+        count(c, FS_TRAFFIC_GATHER, bytes, 0);
+    return FS_OK;
+}
+
 /* ---------------------------------------------------------------- traffic */
 
 const char *fs_traffic_name(fs_traffic_kind kind)

@@ -100,27 +100,29 @@ static int cmd_check(int argc, char **argv) {
     int rank = fs_comm_rank(comm), size = fs_comm_size(comm);
     fs_check_report rep;
     fs_code rc = fs_worker_check(comm, &p, &rep, &err);
-    /* every rank prints its traffic, in rank order */
-    for (int r = 0; r < size && !rc; r++) {
-        fs_comm_barrier(comm, NULL);
-        if (r != rank) continue;
-        if (r == 0)
-            printf("check: %d x %d x %d map, batch %d, GroupNorm(32)+SiLU+conv3x3 (dilation %d), "
-                   "%d rank(s), %d thread(s) each\n",
-                   p.size, p.size, p.channels, p.batch, p.dilation, size, fs_threads_count());
-        printf("  rank %d: strip pass %.3f s; sent", r, rep.seconds_strips);
-        for (int k = 0; k < FS_TRAFFIC_KINDS; k++)
-            printf(" %s %.1f kB/%" PRIu64 " calls%s", fs_traffic_name(k),
-                   rep.traffic[k].bytes_sent / 1e3, rep.traffic[k].calls,
-                   k + 1 < FS_TRAFFIC_KINDS ? "," : "\n");
-        fflush(stdout);
+    /* Rank 0 prints every rank's line: output forwarded by mpirun from
+     * several ranks comes in no fixed order. */
+    enum { LINE = 256 };
+    char line[LINE] = {0}, *lines = rank == 0 ? calloc((size_t)size, LINE) : NULL;
+    if (!rc) {
+        int at = snprintf(line, LINE, "  rank %d: strip pass %.3f s; sent", rank, rep.seconds_strips);
+        for (int k = 0; k < FS_TRAFFIC_KINDS && at < LINE; k++)
+            at += snprintf(line + at, LINE - at, " %s %.1f kB in %" PRIu64 " calls%s",
+                           fs_traffic_name(k), rep.traffic[k].bytes_sent / 1e3,
+                           rep.traffic[k].calls, k + 1 < FS_TRAFFIC_KINDS ? "," : "");
+        rc = fs_comm_gather_bytes(comm, line, LINE, lines, 0, &err);
     }
     if (!rc && rank == 0) {
-        printf("whole map on one rank: %.3f s\n", rep.seconds_whole);
+        printf("check: %d x %d x %d map, batch %d, GroupNorm(32)+SiLU+conv3x3 (dilation %d), "
+               "%d rank(s), %d thread(s) each\n",
+               p.size, p.size, p.channels, p.batch, p.dilation, size, fs_threads_count());
+        for (int r = 0; r < size; r++) printf("%s\n", lines + (size_t)r * LINE);
+        printf("  whole map on one rank: %.3f s\n", rep.seconds_whole);
         printf("strips vs whole map: %s (%zu of %zu values differ)\n",
                rep.identical ? "bit-identical" : "DIFFERENT", rep.mismatches,
                (size_t)p.batch * p.size * p.size * p.channels);
     }
+    free(lines);
     if (rc) fprintf(stderr, "freescale: rank %d: %s\n", rank, err.msg);
     fs_comm_free(comm);
     return rc ? 1 : rep.identical ? 0 : 3;
