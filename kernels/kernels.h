@@ -36,6 +36,10 @@ void fs_linear_ref(const float *x, float *y, size_t m, int k, int nout,
 fs_code fs_linear(const float *x, float *y, size_t m, int k, int nout,
                   const float *w, const float *bias, int64_t m0,
                   fs_arena *scratch, fs_error *err);
+/* Scratch bytes fs_linear / fs_conv2d / fs_attention take from their arena
+ * (for fs_threads_count() threads), so callers can plan memory. A NULL
+ * scratch arena is allowed: the op then fs_allocs its scratch itself. */
+size_t fs_linear_scratch_bytes(int k, int nout);
 
 /* ---------------------------------------------------------------- conv2d
  * Weights OHWI: [cout][k][k][cin]; bias [cout] or NULL. Padding is
@@ -61,6 +65,7 @@ void fs_conv2d_ref(const fs_conv2d_desc *d, const float *x, const float *w,
                    const float *bias, float *y);
 fs_code fs_conv2d(const fs_conv2d_desc *d, const float *x, const float *w,
                   const float *bias, float *y, fs_arena *scratch, fs_error *err);
+size_t fs_conv2d_scratch_bytes(const fs_conv2d_desc *d);
 
 /* ---------------------------------------------------------------- norms
  * GroupNorm with statistics supplied by the caller, so they can be global
@@ -156,6 +161,7 @@ void fs_attention_ref(const float *q, int ldq, const float *k, int ldk, const fl
 fs_code fs_attention(const float *q, int ldq, const float *k, int ldk, const float *v, int ldv,
                      float *o, int ldo, int nq, int nk, int heads, int dh, float scale,
                      int64_t q0, fs_arena *scratch, fs_error *err);
+size_t fs_attention_scratch_bytes(int nk, int heads, int dh);
 
 /* ---------------------------------------------------------------- CUDA
  * Present when built with CUDA (FS_HAVE_CUDA); fs_cuda_available() is 0 when
