@@ -11,4 +11,4 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
 for np in 1 2; do
   FS_THREADS=$((2 / np)) mpirun --timeout 300 -np "$np" build/freescale check --size 64 --channels 320
 done
-build/freescale inspect tests/fuzz/corpus/safetensors/valid_f16.safetensors
+build/freescale inspect tests/fuzz/corpus/safetensors/valid_f16_bf16_meta
