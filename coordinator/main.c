@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "comm/comm.h"
+#include "coordinator/commands.h"
 #include "core/core.h"
 #include "io/io.h"
 #include "kernels/kernels.h"
@@ -17,7 +18,9 @@ static void usage(FILE *f) {
             "usage: freescale <command> [options]\n"
             "\n"
             "commands:\n"
-            "  inspect FILE.safetensors [--all]   tensors, dtypes, shapes, parameter count\n"
+            "  inspect MODEL [--all]   a model (SGM .safetensors or diffusers folder): components,\n"
+            "        dtypes, parameter counts, UNet configuration and binding (no weight read);\n"
+            "        any other .safetensors file: tensors, dtypes, shapes, parameter count\n"
             "  check [--size H] [--channels C] [--dilation D] [--seed S]\n"
             "        a GroupNorm+SiLU+3x3-conv block on row strips (run it under mpirun),\n"
             "        compared bit for bit with the whole map; prints time and traffic\n"
@@ -25,44 +28,6 @@ static void usage(FILE *f) {
             "\n"
             "The render command (prompt -> PNG) is not built yet: this release is the\n"
             "engine's foundation (ops, MPI strips, safetensors).\n");
-}
-
-static int cmd_inspect(int argc, char **argv) {
-    const char *path = NULL;
-    int all = 0;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--all")) all = 1;
-        else if (!path) path = argv[i];
-        else { fprintf(stderr, "freescale inspect: unexpected argument '%s'\n", argv[i]); return 2; }
-    }
-    if (!path) { fprintf(stderr, "freescale inspect: which file?\n"); return 2; }
-    fs_error err = {0};
-    fs_safetensors *st = NULL;
-    if (fs_safetensors_open(path, &st, &err)) {
-        fprintf(stderr, "freescale: %s\n", err.msg);
-        return 1;
-    }
-    size_t n = fs_safetensors_count(st);
-    uint64_t params = 0, bytes = 0, per_dtype[FS_DTYPE_COUNT] = {0};
-    for (size_t i = 0; i < n; i++) {
-        const fs_st_tensor *t = fs_safetensors_at(st, i);
-        params += t->numel;
-        bytes += t->end - t->begin;
-        per_dtype[t->dtype] += t->numel;
-        if (all || i < 20) {
-            printf("  %-64s %-5s [", t->name, fs_dtype_name(t->dtype));
-            for (int d = 0; d < t->ndim; d++) printf("%s%" PRId64, d ? ", " : "", t->shape[d]);
-            printf("]\n");
-        } else if (i == 20) {
-            printf("  ... (%zu more; --all lists every tensor)\n", n - 20);
-        }
-    }
-    printf("%s: %zu tensors, %" PRIu64 " parameters, %.1f MB of data\n", path, n, params,
-           bytes / 1e6);
-    for (int d = 0; d < FS_DTYPE_COUNT; d++)
-        if (per_dtype[d]) printf("  %-5s %" PRIu64 " parameters\n", fs_dtype_name(d), per_dtype[d]);
-    fs_safetensors_close(st);
-    return 0;
 }
 
 static int parse_int(const char *opt, const char *val, int lo, int hi, int *out) {
