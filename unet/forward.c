@@ -1,0 +1,269 @@
+/* unet/forward.c: fs_unet_forward, the SDXL UNet on this rank's row strip:
+ * embeddings, conv_in, the down levels (skips kept), the mid block, the up
+ * levels (skips concatenated after the running tensor), conv_norm_out and
+ * conv_out, calling the blocks of blocks.c.
+ *
+ * Memory: one arena per call, sized by a dry pass over this same code (see
+ * forward.h). The running tensor lives in two ping-pong buffers as large as
+ * the largest strip tensor of the network (a block reads one, writes the
+ * other); skips are pushed above them in the order made and popped in the
+ * reverse order, so each is released right after its concatenation; every
+ * block's temporaries sit above the skips and are gone when it returns.
+ *
+ * The plan, not the communicator, decides who talks: a one-part plan runs the
+ * whole map without a single comm call, whatever comm is. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "unet/forward.h"
+
+typedef struct skip {
+    float *p;
+    size_t mark;  /* arena mark before p: popping resets to it */
+    int level, c;
+} skip;
+
+/* Largest running-tensor width (channels) at level l: down outputs, the
+ * downsampled input of level l, every up resnet's concatenated input, and the
+ * upsampled output arriving from level l + 1. */
+static int widest_at(const fs_unet *u, int l) {
+    const fs_unet_config *c = &u->config;
+    const int last = c->levels - 1, i = last - l;
+    int wmax = c->channels[l];
+    if (l > 0 && c->channels[l - 1] > wmax) wmax = c->channels[l - 1];
+    if (l < last && c->channels[l + 1] > wmax) wmax = c->channels[l + 1];
+    for (int j = 0; j <= c->layers_per_block; j++)
+        if (u->w.up[i].resnets[j].cin > wmax) wmax = u->w.up[i].resnets[j].cin;
+    return wmax;
+}
+
+/* The embedding: SiLU(time_embedding(t) + add_embedding(y)), [n][temb]: the
+ * only form the resnets use it in. Tiny, so every rank computes it. */
+static fs_code embed(fwd *f, const fs_unet *u, const float *t, const float *y, float **out) {
+    const fs_unet_weights *w = &u->w;
+    const int n = f->n, temb = f->cfg->time_embed_dim;
+    float *te = fwd_floats(f, (size_t)n * f->cfg->channels[0]);
+    float *a = te ? fwd_floats(f, (size_t)n * temb) : NULL;
+    float *e = a ? fwd_floats(f, (size_t)n * temb) : NULL;
+    float *b = e ? fwd_floats(f, (size_t)n * temb) : NULL;
+    if (!b) return f->err && f->err->code ? f->err->code : FS_ERR_NOMEM;
+    if (!f->dry) fs_timestep_embedding(t, n, f->cfg->channels[0], te);
+    fwd_small_linear(f, te, a, n, &w->time_linear_1);
+    fwd_silu(f, a, a, (size_t)n * temb);
+    fwd_small_linear(f, a, e, n, &w->time_linear_2);
+    fwd_small_linear(f, y, a, n, &w->add_linear_1);
+    fwd_silu(f, a, a, (size_t)n * temb);
+    fwd_small_linear(f, a, b, n, &w->add_linear_2);
+    fwd_add(f, e, b, (size_t)n * temb);
+    fwd_silu(f, e, e, (size_t)n * temb);
+    *out = e;
+    return FS_OK;
+}
+
+static fs_code push(fwd *f, skip *stack, int *depth, const fwd_level *lv, int level,
+                    const float *x, int c) {
+    skip *s = &stack[(*depth)++];
+    s->mark = fwd_mark(f);
+    s->level = level;
+    s->c = c;
+    s->p = fwd_floats(f, fwd_tensor_floats(f, lv, c));
+    if (!s->p) return f->err && f->err->code ? f->err->code : FS_ERR_NOMEM;
+    fwd_copy(f, s->p, x, fwd_tensor_floats(f, lv, c));
+    return FS_OK;
+}
+
+/* One whole pass (dry or real) over the network. */
+static fs_code run(fwd *f, const fs_unet *u, const float *x, const float *t, const float *y,
+                   float *eps) {
+    const fs_unet_config *cfg = f->cfg;
+    const fs_unet_weights *w = &u->w;
+    const int last = cfg->levels - 1, L = cfg->layers_per_block;
+    char name[64];
+    float *emb_silu = NULL;
+    fs_code rc = embed(f, u, t, y, &emb_silu);
+    if (rc) return rc;
+    f->emb_silu = emb_silu;
+
+    size_t pp = 0;
+    for (int l = 0; l < cfg->levels; l++) {
+        size_t v = fwd_tensor_floats(f, &f->lv[l], widest_at(u, l));
+        if (v > pp) pp = v;
+    }
+    float *cur = fwd_floats(f, pp), *other = cur ? fwd_floats(f, pp) : NULL, *swap;
+    if (!other) return f->err->code;
+#define SWAP() (swap = cur, cur = other, other = swap)
+#define TRY(call) do { rc = (call); if (rc) return rc; } while (0)
+
+    skip stack[1 + 3 * FS_UNET_MAX_LEVELS];
+    int depth = 0, c = cfg->channels[0];
+    TRY(fwd_conv3x3(f, &f->lv[0], &w->conv_in, NULL, 0, x, cur));
+    fwd_trace(f, "conv_in", &f->lv[0], cur, c);
+    TRY(push(f, stack, &depth, &f->lv[0], 0, cur, c));
+
+    for (int l = 0; l < cfg->levels; l++) {
+        const fs_level_w *lw = &w->down[l];
+        for (int j = 0; j < L; j++) {
+            TRY(fwd_resblock(f, &f->lv[l], &lw->resnets[j], cur, other));
+            SWAP();
+            TRY(fwd_transformer(f, &f->lv[l], &lw->attentions[j], cur));
+            c = lw->resnets[j].cout;
+            TRY(push(f, stack, &depth, &f->lv[l], l, cur, c));
+        }
+        int out_level = l;
+        if (l < last) {
+            TRY(fwd_downsample(f, &f->lv[l], &f->lv[l + 1], &lw->sampler, cur, other));
+            SWAP();
+            out_level = l + 1;
+            TRY(push(f, stack, &depth, &f->lv[l + 1], l + 1, cur, c));
+        }
+        snprintf(name, sizeof name, "down_blocks.%d", l);
+        fwd_trace(f, name, &f->lv[out_level], cur, c);
+    }
+
+    TRY(fwd_resblock(f, &f->lv[last], &w->mid_resnets[0], cur, other));
+    SWAP();
+    TRY(fwd_transformer(f, &f->lv[last], &w->mid_attention, cur));
+    TRY(fwd_resblock(f, &f->lv[last], &w->mid_resnets[1], cur, other));
+    SWAP();
+    fwd_trace(f, "mid_block", &f->lv[last], cur, c);
+
+    for (int i = 0; i < cfg->levels; i++) {
+        const int l = last - i;
+        const fwd_level *lv = &f->lv[l];
+        const fs_level_w *lw = &w->up[i];
+        for (int j = 0; j <= L; j++) {
+            if (depth == 0)
+                return fs_fail(f->err, FS_ERR_INVALID, "UNet forward: skip stack underflow");
+            const skip *s = &stack[--depth];
+            if (s->level != l || c + s->c != lw->resnets[j].cin)
+                return fs_fail(f->err, FS_ERR_INVALID,
+                               "UNet forward: up_blocks.%d.resnets.%d expects %d input channels, "
+                               "the running tensor (%d) and skip (%d, level %d) give %d",
+                               i, j, lw->resnets[j].cin, c, s->c, s->level, c + s->c);
+            fwd_concat(f, cur, c, s->p, s->c, other, (size_t)f->n * lv->rows * lv->w);
+            fwd_reset(f, s->mark); /* the skip was the top of the stack */
+            TRY(fwd_resblock(f, lv, &lw->resnets[j], other, cur));
+            TRY(fwd_transformer(f, lv, &lw->attentions[j], cur));
+            c = lw->resnets[j].cout;
+        }
+        int out_level = l;
+        if (l > 0) {
+            TRY(fwd_upsample(f, lv, &f->lv[l - 1], &lw->sampler, cur, other));
+            SWAP();
+            out_level = l - 1;
+        }
+        snprintf(name, sizeof name, "up_blocks.%d", i);
+        fwd_trace(f, name, &f->lv[out_level], cur, c);
+    }
+    TRY(fwd_conv3x3(f, &f->lv[0], &w->conv_out, &w->conv_norm_out, cfg->eps_resnet, cur, eps));
+#undef TRY
+#undef SWAP
+    return FS_OK;
+}
+
+/* Checks the call and fills the per-level geometry of f. */
+static fs_code setup(fwd *f, const fs_unet *u, const fs_strip_plan *plan, int rank, int h,
+                     int w, int n, int ctx_len, fs_error *err) {
+    const fs_unet_config *cfg = &u->config;
+    const int factor = 1 << (cfg->levels - 1);
+    if (n < 1 || ctx_len < 1 || h < 1 || w < 1)
+        return fs_fail(err, FS_ERR_INVALID,
+                       "UNet forward: batch %d, context length %d, latent %dx%d must be >= 1", n,
+                       ctx_len, h, w);
+    if (h % factor || w % factor)
+        return fs_fail(err, FS_ERR_UNSUPPORTED,
+                       "UNet forward: latent %dx%d is not a multiple of %d (%d levels); the "
+                       "stride-2 resamplers need whole rows and columns at every level",
+                       h, w, factor, cfg->levels);
+    if (plan->h != h || plan->parts < 1)
+        return fs_fail(err, FS_ERR_INVALID,
+                       "UNet forward: the strip plan cuts %d rows into %d parts, the latent has "
+                       "%d rows", plan->h, plan->parts, h);
+    if (rank < 0 || rank >= plan->parts)
+        return fs_fail(err, FS_ERR_INVALID, "UNet forward: strip %d of a %d-part plan", rank,
+                       plan->parts);
+    f->cfg = cfg;
+    f->n = n;
+    f->err = err;
+    f->ctx_len = ctx_len;
+    for (int l = 0; l < cfg->levels; l++) {
+        fs_code rc = fs_strip_plan_coarsen(plan, 1 << l, &f->plans[l], err);
+        if (rc) {
+            fs_error_prefix(err, "UNet forward, level %d: ", l);
+            return rc;
+        }
+        fwd_level *lv = &f->lv[l];
+        lv->plan = &f->plans[l];
+        lv->h = h >> l;
+        lv->w = w >> l;
+        lv->rank = rank;
+        lv->row0 = f->plans[l].row0[rank];
+        lv->rows = fs_strip_rows(&f->plans[l], rank);
+    }
+    return FS_OK;
+}
+
+fs_code fs_unet_forward(fs_unet *u, fs_comm *comm, const fs_strip_plan *plan, int h, int w,
+                        int n, const float *x, const float *t, const float *context,
+                        int ctx_len, const float *y, float *eps, const fs_unet_trace *trace,
+                        fs_error *err) {
+    if (!u || !plan || !x || !t || !context || !y || !eps)
+        return fs_fail(err, FS_ERR_INVALID, "UNet forward: NULL model, plan or tensor");
+    fs_error local = {0};
+    if (!err) err = &local; /* the helpers read the code back */
+    if (!u->arena_weights || !u->w.conv_in.w)
+        return fs_fail(err, FS_ERR_INVALID,
+                       "UNet forward: the weights are not loaded (call fs_unet_load_weights)");
+    int rank = 0;
+    if (plan->parts > 1) {
+        if (!comm || fs_comm_size(comm) != plan->parts)
+            return fs_fail(err, FS_ERR_INVALID,
+                           "UNet forward: the plan has %d parts but the communicator has %d "
+                           "rank(s)", plan->parts, comm ? fs_comm_size(comm) : 0);
+        rank = fs_comm_rank(comm);
+    }
+    fwd *f = calloc(1, sizeof *f);
+    if (!f) return fs_fail(err, FS_ERR_NOMEM, "UNet forward: out of memory");
+    fs_code rc = setup(f, u, plan, rank, h, w, n, ctx_len, err);
+    f->comm = comm;
+    f->context = context;
+    f->trace = trace;
+    if (!rc) { /* sizing pass */
+        f->dry = 1;
+        rc = run(f, u, x, t, y, eps);
+    }
+    if (!rc) {
+        f->dry = 0;
+        f->arena = fs_arena_create(f->peak + 4096, err);
+        if (!f->arena) {
+            rc = err->code ? err->code : FS_ERR_NOMEM;
+            fs_error_prefix(err, "UNet forward (%.1f MB of activations and scratch): ",
+                            (double)f->peak / 1e6);
+        }
+    }
+    if (!rc) rc = run(f, u, x, t, y, eps);
+    fs_arena_destroy(f->arena);
+    free(f);
+    return rc;
+}
+
+fs_code fs_unet_forward_bytes(const fs_unet *u, const fs_strip_plan *plan, int rank, int h,
+                              int w, int n, int ctx_len, size_t *bytes, fs_error *err) {
+    if (!u || !plan || !bytes)
+        return fs_fail(err, FS_ERR_INVALID, "UNet forward bytes: NULL model, plan or result");
+    fs_error local = {0};
+    if (!err) err = &local;
+    fwd *f = calloc(1, sizeof *f);
+    if (!f) return fs_fail(err, FS_ERR_NOMEM, "UNet forward bytes: out of memory");
+    fs_code rc = setup(f, u, plan, rank, h, w, n, ctx_len, err);
+    if (!rc) {
+        /* the dry pass reads no tensor: placeholders stand for the inputs */
+        static const float none[1];
+        f->dry = 1;
+        f->context = none;
+        rc = run(f, u, none, none, none, (float *)none);
+    }
+    *bytes = rc ? 0 : f->peak + 4096;
+    free(f);
+    return rc;
+}
