@@ -5,9 +5,11 @@
  * linears (token products, embeddings, cross-attention K/V) and the two
  * attention products; norms and pointwise ops are not counted.
  *
- * Usage: bench_unet [--full] [--latent N] [reps]
+ * Usage: bench_unet [--full | --model PATH] [--latent N] [reps]
  *   default: a tiny SDXL-shaped UNet (channels 64/128/256) at a 32x32 latent;
  *   --full:  SDXL base 1.0 (random weights, ~10 GB) at a 64x64 latent;
+ *   --model: any UNet fs_unet_open reads (the same weights PyTorch times in
+ *            bench/unet_vs_torch.sh), at a 64x64 latent;
  *   --latent N: an N x N latent instead (a multiple of 4).
  * Small maps waste GEMM work: token products run in 256-row tiles, so a
  * level with fewer tokens per batch item (8x8 = 64 at a 32x32 latent) pads
@@ -120,12 +122,14 @@ static flops count_flops(const fs_unet_config *c, int n, int h, int w, int ctx_l
 
 int main(int argc, char **argv) {
     int full = 0, reps = 3, latent = 0;
+    const char *model = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--full")) full = 1;
+        else if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
         else if (!strcmp(argv[i], "--latent") && i + 1 < argc) latent = atoi(argv[++i]);
         else if (atoi(argv[i]) > 0) reps = atoi(argv[i]);
         else {
-            fprintf(stderr, "usage: bench_unet [--full] [--latent N] [reps]\n");
+            fprintf(stderr, "usage: bench_unet [--full | --model PATH] [--latent N] [reps]\n");
             return 2;
         }
     }
@@ -136,7 +140,7 @@ int main(int argc, char **argv) {
     fs_unet_config cfg = fs_unet_config_sdxl();
     int h = 64, w = 64, ctx_len = 77;
     const char *label = "SDXL base 1.0 (random weights)";
-    if (!full) {
+    if (!full && !model) {
         cfg.channels[0] = 64; cfg.channels[1] = 128; cfg.channels[2] = 256;
         cfg.depth[1] = 1; cfg.depth[2] = 2; cfg.depth_mid = 2;
         cfg.heads[0] = 1; cfg.heads[1] = 2; cfg.heads[2] = 4;  /* head dim 64 */
@@ -146,17 +150,30 @@ int main(int argc, char **argv) {
         h = w = 32;
         label = "tiny SDXL-shaped (64/128/256, depth 0/1/2, mid 2)";
     }
+    fs_unet *u = NULL;
+    double t0 = fs_now();
+    if (model) {
+        /* bind, check, convert: the model's own config replaces the above */
+        if (fs_unet_open(model, &u, &err) || fs_unet_load_weights(u, &err)) {
+            fprintf(stderr, "bench_unet: %s\n", err.msg);
+            return 1;
+        }
+        cfg = fs_unet_get_info(u)->config;
+        label = model;
+    }
+    double t_init = fs_now() - t0;
     if (latent > 0) h = w = latent;
     const int n = 2;
 
     double ceiling = sgemm_best(nt, reps), single = sgemm_best(1, reps);
-    double t0 = fs_now();
-    fs_unet *u = NULL;
-    if (fs_unet_create_random(&cfg, 7, &u, &err) != FS_OK) {
-        fprintf(stderr, "bench_unet: %s\n", err.msg);
-        return 1;
+    if (!u) {
+        t0 = fs_now();
+        if (fs_unet_create_random(&cfg, 7, &u, &err) != FS_OK) {
+            fprintf(stderr, "bench_unet: %s\n", err.msg);
+            return 1;
+        }
+        t_init = fs_now() - t0;
     }
-    double t_init = fs_now() - t0;
     const fs_unet_info *info = fs_unet_get_info(u);
 
     float *x = bench_random((size_t)n * h * w * cfg.in_channels, 3, 1);
@@ -186,8 +203,8 @@ int main(int argc, char **argv) {
     double total = f.conv + f.linear + f.attn;
     printf("bench_unet: %s, latent %dx%d, batch %d, context %d, %d thread(s)\n", label, h, w, n,
            ctx_len, nt);
-    printf("  params %.1f M (%.2f GB f32), random init %.2f s\n", info->params / 1e6,
-           info->params * 4.0 / 1e9, t_init);
+    printf("  params %.1f M (%.2f GB f32), %s %.2f s\n", info->params / 1e6,
+           info->params * 4.0 / 1e9, model ? "load" : "random init", t_init);
     printf("  GFLOP per eval: %.2f (conv %.2f, linear %.2f, attention %.2f)\n", total / 1e9,
            f.conv / 1e9, f.linear / 1e9, f.attn / 1e9);
     printf("  time per eval: best %.1f ms, mean %.1f ms over %d runs\n", best * 1e3,
