@@ -1,4 +1,4 @@
-/* The one op harness: runs every group of op cases (tests/ops/*.c), each fast
+/* The one op harness: runs every group of op cases (tests/ops/ops_*.c), each fast
  * op against its reference on fresh random inputs, and prints one line per
  * op with the case count and the worst normalised error. */
 #include <inttypes.h>
