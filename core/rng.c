@@ -57,9 +57,19 @@ float fs_rng_normal(uint64_t seed, uint64_t stream, uint64_t index) {
 }
 
 void fs_rng_fill_normal(float *dst, size_t n, uint64_t seed, uint64_t stream, uint64_t offset) {
-    /* Chunks of whole Philox blocks; each element depends only on its index. */
-    #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) dst[i] = fs_rng_normal(seed, stream, offset + i);
+    /* Whole Philox blocks (four normals each) in parallel; every element is
+     * still the pure function fs_rng_normal(seed, stream, offset + i). */
+    if (n == 0) return;
+    uint64_t first = offset / 4, last = (offset + n - 1) / 4;
+    #pragma omp parallel for schedule(static) if (n > 65536)
+    for (uint64_t b = first; b <= last; b++) {
+        float z[4];
+        normals4(seed, stream, b, z);
+        for (int j = 0; j < 4; j++) {
+            uint64_t idx = 4 * b + (uint64_t)j;
+            if (idx >= offset && idx - offset < n) dst[idx - offset] = z[j];
+        }
+    }
 }
 
 double fs_rng_uniform(uint64_t seed, uint64_t stream, uint64_t index) {
