@@ -61,7 +61,7 @@ int main(int argc, char **argv) {
     row rows[3];
 
     { /* conv 3x3 320 -> 320 on 128 x 128, batch 1, stride 1 */
-        fs_conv2d_desc d = {1, 128, 128, 320, 320, 3, 1, 1, 0, 128, 0, 128};
+        fs_conv2d_desc d = {1, 128, 128, 320, 320, 3, 1, 1, 0, 128, 0, 128, 0};
         size_t nx = (size_t)128 * 128 * 320;
         float *x = bench_random(nx, 3), *w = bench_random((size_t)320 * 9 * 320, 4);
         float *bias = bench_random(320, 5), *y = fs_alloc(nx * sizeof(float));

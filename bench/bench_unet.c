@@ -5,9 +5,13 @@
  * linears (token products, embeddings, cross-attention K/V) and the two
  * attention products; norms and pointwise ops are not counted.
  *
- * Usage: bench_unet [--full | --model PATH] [--latent N] [reps]
+ * Usage: bench_unet [--full | --medium | --model PATH] [--latent N] [reps]
  *   default: a tiny SDXL-shaped UNet (channels 64/128/256) at a 32x32 latent;
  *   --full:  SDXL base 1.0 (random weights, ~10 GB) at a 64x64 latent;
+ *   --medium: SDXL's widths, heads and context (every layer shape of the full
+ *            model) with transformer depth 0/2/2 and mid 2 (~3 GB), at a
+ *            64x64 latent: the profiling size (same per-layer costs, short
+ *            runs, little memory);
  *   --model: any UNet fs_unet_open reads (the same weights PyTorch times in
  *            bench/unet_vs_torch.sh), at a 64x64 latent;
  *   --latent N: an N x N latent instead (a multiple of 4).
@@ -121,15 +125,17 @@ static flops count_flops(const fs_unet_config *c, int n, int h, int w, int ctx_l
 /* ---------------------------------------------------------------- main */
 
 int main(int argc, char **argv) {
-    int full = 0, reps = 3, latent = 0;
+    int full = 0, medium = 0, reps = 3, latent = 0;
     const char *model = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--full")) full = 1;
+        else if (!strcmp(argv[i], "--medium")) medium = 1;
         else if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
         else if (!strcmp(argv[i], "--latent") && i + 1 < argc) latent = atoi(argv[++i]);
         else if (atoi(argv[i]) > 0) reps = atoi(argv[i]);
         else {
-            fprintf(stderr, "usage: bench_unet [--full | --model PATH] [--latent N] [reps]\n");
+            fprintf(stderr, "usage: bench_unet [--full | --medium | --model PATH] [--latent N] "
+                            "[reps]\n");
             return 2;
         }
     }
@@ -140,7 +146,11 @@ int main(int argc, char **argv) {
     fs_unet_config cfg = fs_unet_config_sdxl();
     int h = 64, w = 64, ctx_len = 77;
     const char *label = "SDXL base 1.0 (random weights)";
-    if (!full && !model) {
+    if (medium && !full && !model) {
+        cfg.depth[2] = 2;
+        cfg.depth_mid = 2;
+        label = "medium SDXL (320/640/1280, depth 0/2/2, mid 2, random weights)";
+    } else if (!full && !model) {
         cfg.channels[0] = 64; cfg.channels[1] = 128; cfg.channels[2] = 256;
         cfg.depth[1] = 1; cfg.depth[2] = 2; cfg.depth_mid = 2;
         cfg.heads[0] = 1; cfg.heads[1] = 2; cfg.heads[2] = 4;  /* head dim 64 */

@@ -67,6 +67,81 @@ fs_code fs_safetensors_write(const char *path, const fs_st_entry *entries, size_
                              const char *const *meta_kv /* key, value, ..., NULL */,
                              fs_error *err);
 
+/* ---------------------------------------------------------------- weight tables
+ * (io/weights.c) A model's weights as a table of slots, shared by the
+ * networks' loaders: each slot is one tensor of a checkpoint (the model's
+ * internal name, its shape as stored in the file) and the pointer that gets
+ * its float32 copy. A loader builds the table for its config, allocates it
+ * (fs_wslots_alloc), binds each slot from the file's header alone
+ * (fs_wslot_bind: name, shape, dtype; no weight page is read), then converts
+ * everything (fs_wslots_load). Layout differences are slot properties: a
+ * slot may take a row range of a fused file tensor (OpenCLIP's in_proj),
+ * transpose a matrix, or hand its rows to the model's own hook (OIHW). */
+typedef enum {
+    FS_WSLOT_PLAIN = 0,     /* the file's values in the file's order */
+    FS_WSLOT_TRANSPOSE,     /* 2-D: the file's [a][b] becomes [b][a] */
+    FS_WSLOT_CUSTOM,        /* rows go through the table's fs_wslot_rows_fn */
+} fs_wslot_kind;
+
+typedef struct fs_wslot {
+    char name[160];           /* internal name (messages, random-init streams) */
+    int ndim;
+    int64_t shape[4];         /* the slot's shape in the file (PyTorch order) */
+    float **dst;              /* receives the converted floats */
+    int kind;                 /* fs_wslot_kind */
+    const fs_st_tensor *src;  /* set by fs_wslot_bind */
+    int64_t src_row0;         /* the slot is rows [src_row0, src_row0 + shape[0]) of src */
+} fs_wslot;
+
+uint64_t fs_wslot_numel(const fs_wslot *s);
+/* Rearranges `rows` converted rows of slot s (FS_WSLOT_CUSTOM): src and dst
+ * are both rows x (numel / shape[0]) floats, dst at the rows' place. */
+typedef void (*fs_wslot_rows_fn)(const fs_wslot *s, const float *src, float *dst, int64_t rows);
+
+/* One fs_alloc block for all slots (each 64-byte aligned), every *dst pointed
+ * into it. *params = the number of floats; the caller fs_frees *block. */
+fs_code fs_wslots_alloc(fs_wslot *slots, size_t n, const char *model, float **block,
+                        uint64_t *params, fs_error *err);
+
+/* Binds s to tensor file_name of st. file_rows = 0: the tensor has exactly
+ * the slot's shape; file_rows > 0: the tensor is [file_rows, shape[1..]] and
+ * the slot takes its rows [row0, row0 + shape[0]). Errors (missing,
+ * misshapen, not a float dtype) name the file, `model`, the file's name of
+ * the tensor and, when it differs, the internal one. */
+fs_code fs_wslot_bind(fs_wslot *s, const fs_safetensors *st, const char *file_name, int64_t row0,
+                      int64_t file_rows, const char *model, fs_error *err);
+
+/* Tensors of st under prefix ("" for all) that no slot is bound to and that
+ * are not named in ignore (NULL-terminated full names, or NULL): returns how
+ * many, and copies the first (in name order) into first. */
+size_t fs_wslots_unbound(const fs_wslot *slots, size_t n, const fs_safetensors *st,
+                         const char *prefix, const char *const *ignore, char *first,
+                         size_t first_cap);
+
+/* Work on every slot in pieces of whole rows (about 1M floats, or one row),
+ * spread over the thread pool: fn gets the rows [r0, r1) of slot s and a
+ * scratch of max(1M, one row) floats. The error returned is the one of the
+ * first failing piece in table order, whatever the thread timing. */
+typedef fs_code (*fs_wslot_piece_fn)(void *user, const fs_wslot *s, int64_t r0, int64_t r1,
+                                     float *tmp, fs_error *err);
+fs_code fs_wslots_foreach_piece(const fs_wslot *slots, size_t n, fs_wslot_piece_fn fn,
+                                void *user, const char *model, fs_error *err);
+
+/* Converts every slot (bound to tensors of st; F32/F16/BF16/F64) into its
+ * *dst; custom may be NULL when no slot is FS_WSLOT_CUSTOM. */
+fs_code fs_wslots_load(const fs_wslot *slots, size_t n, const fs_safetensors *st,
+                       fs_wslot_rows_fn custom, const char *model, fs_error *err);
+
+/* ---------------------------------------------------------------- diffusers folders
+ * A diffusers component: path is a pipeline folder holding subfolder/ (e.g.
+ * "unet", "text_encoder_2") or that component folder itself. Fills config
+ * with <dir>/config.json and weights with the first of files[] (NULL-ended)
+ * found in dir. Errors name the path and `model`. */
+fs_code fs_diffusers_component(const char *path, const char *subfolder,
+                               const char *const *files, const char *model, char *config,
+                               char *weights, size_t cap, fs_error *err);
+int fs_is_file(const char *path);
+
 #ifdef __cplusplus
 }
 #endif

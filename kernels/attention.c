@@ -1,27 +1,39 @@
 /* kernels/attention.c: multi-head scaled dot-product attention
  * o = softmax(q k^T * scale) v, as a plain three-pass reference in double and
- * as a flash-style streaming version on fixed-shape OpenBLAS tiles.
+ * as a flash-style streaming version on fixed-shape query tiles.
  *
  * The fast version works on one (query tile, head) at a time: BQ queries at
  * a global multiple of BQ, against the keys in blocks of BK. Everything is
  * kept transposed so the queries are the long, contiguous dimension:
- *   S^T[BK][BQ] = scale * Kblk Q^T          (one sgemm, OpenBLAS m = BQ)
- *   online softmax down the columns of S^T  (running max m, sum l per query)
- *   O^T[dh][BQ] = alpha * O^T + Vblk^T P^T  (one sgemm, OpenBLAS m = BQ)
+ *   S^T[BK][BQ] = scale * Kblk Q^T          (register-blocked FMA loops,
+ *   online softmax down the columns of S^T   attention_micro.c: they beat
+ *   O^T[dh][BQ] = alpha * O^T + Vblk^T P^T   OpenBLAS on these small shapes)
  * and o = O^T / l is written back at the end. No nq x nk matrix exists, the
- * scratch (S^T, O^T and padded copies) does not depend on nk, and a query's
+ * scratch (S^T, O^T and Q^T) does not depend on nk, and a query's
  * result depends only on its global index (its place in its tile), nk, and
- * the data: any split of the queries (q0, nq) gives the same bits. */
+ * the data: any split of the queries (q0, nq) gives the same bits.
+ *
+ * Causal attention (fs_attention_causal, the text encoders' mask) uses the
+ * same tiles: a query tile skips the key blocks that start after its last
+ * global query index (a property of the tile, not of the split), and in the
+ * blocks it computes, a score whose key index exceeds its query's global
+ * index is set to -inf before the block maximum and its probability to
+ * exactly 0 (the fast exp never returns 0 by itself: it clamps its input). */
 #include <math.h>
 #include <omp.h>
 #include <string.h>
 #include "kernels/fastmath.h"
+#include "kernels/attention_micro.h"
 #include "kernels/gemm_tiles.h"
 #include "kernels/kernels.h"
 
-/* Queries per tile: one OpenBLAS GEMM_P block (320) holds them, so the packed
- * S^T / Q panel stays in L2 across the kernel's sweep. */
+/* Queries per tile: S^T (BK x BQ) stays in L2 (256 KB of 512) between the
+ * score loop, the softmax and the output loop. */
 #define ATT_BQ 256
+/* Row stride of S^T: not a multiple of 4 KB, so the output loop's walk down a
+ * 16-query column (one cache line per key) spreads over all L1 sets instead
+ * of 4 of them (measured: 1.5x faster). */
+#define ATT_LDS (ATT_BQ + 16)
 /* Keys per block (fewer when nk is small: nk is the same on every rank). */
 #define ATT_BK_MAX 256
 
@@ -32,17 +44,21 @@ static int att_bk(int nk) {
 
 /* ---------------------------------------------------------------- reference */
 
-void fs_attention_ref(const float *q, int ldq, const float *k, int ldk, const float *v, int ldv,
-                      float *o, int ldo, int nq, int nk, int heads, int dh, float scale) {
+/* causal: query i (global q0 + i) sees keys j <= q0 + i only. */
+static void attention_ref(const float *q, int ldq, const float *k, int ldk, const float *v,
+                          int ldv, float *o, int ldo, int nq, int nk, int heads, int dh,
+                          float scale, int64_t q0, int causal) {
     if (nq <= 0 || nk <= 0) return;
     double *s = fs_alloc((size_t)nk * sizeof(double));
     double *acc = fs_alloc((size_t)dh * sizeof(double));
     if (!s || !acc) { fs_free(s); fs_free(acc); return; }
     for (int h = 0; h < heads; h++)
         for (int i = 0; i < nq; i++) {
+            int nvis = nk;
+            if (causal && q0 + i + 1 < nk) nvis = (int)(q0 + i + 1);
             const float *qi = q + (size_t)i * ldq + (size_t)h * dh;
             double mx = -INFINITY;
-            for (int j = 0; j < nk; j++) {
+            for (int j = 0; j < nvis; j++) {
                 const float *kj = k + (size_t)j * ldk + (size_t)h * dh;
                 double dot = 0;
                 for (int d = 0; d < dh; d++) dot += (double)qi[d] * kj[d];
@@ -50,12 +66,12 @@ void fs_attention_ref(const float *q, int ldq, const float *k, int ldk, const fl
                 if (s[j] > mx) mx = s[j];
             }
             double sum = 0;
-            for (int j = 0; j < nk; j++) {
+            for (int j = 0; j < nvis; j++) {
                 s[j] = exp(s[j] - mx);
                 sum += s[j];
             }
             for (int d = 0; d < dh; d++) acc[d] = 0;
-            for (int j = 0; j < nk; j++) {
+            for (int j = 0; j < nvis; j++) {
                 const float *vj = v + (size_t)j * ldv + (size_t)h * dh;
                 for (int d = 0; d < dh; d++) acc[d] += s[j] * vj[d];
             }
@@ -66,31 +82,42 @@ void fs_attention_ref(const float *q, int ldq, const float *k, int ldk, const fl
     fs_free(acc);
 }
 
+void fs_attention_ref(const float *q, int ldq, const float *k, int ldk, const float *v, int ldv,
+                      float *o, int ldo, int nq, int nk, int heads, int dh, float scale) {
+    attention_ref(q, ldq, k, ldk, v, ldv, o, ldo, nq, nk, heads, dh, scale, 0, 0);
+}
+
+void fs_attention_causal_ref(const float *q, int ldq, const float *k, int ldk, const float *v,
+                             int ldv, float *o, int ldo, int nq, int nk, int heads, int dh,
+                             float scale, int64_t q0) {
+    attention_ref(q, ldq, k, ldk, v, ldv, o, ldo, nq, nk, heads, dh, scale, q0, 1);
+}
+
 /* ---------------------------------------------------------------- scratch */
 
 typedef struct att_slice {
-    float *st;      /* [BK][BQ] scores, then probabilities */
+    float *st;      /* [BK][ATT_LDS] scores, then probabilities */
     float *ot;      /* [dh][BQ] output accumulator, transposed */
-    float *qs;      /* [BQ][dh] padded query tile */
-    float *ks, *vs; /* [BK][dh] padded last key / value block */
+    float *qs;      /* Q^T of the tile in 16-query panels (attention_micro.h) */
+    float *ks, *vs; /* the key / value block packed in panels (attention_micro.h) */
     float *m, *l, *alpha, *lsum; /* [BQ] */
 } att_slice;
 
 static size_t round16(size_t n) { return (n + 15) / 16 * 16; }
 
 static size_t att_slice_floats(int bk, int dh) {
-    return round16((size_t)bk * ATT_BQ) + 2 * round16((size_t)dh * ATT_BQ) +
-           2 * round16((size_t)bk * dh) + 4 * round16(ATT_BQ);
+    return round16((size_t)bk * ATT_LDS) + 2 * round16((size_t)dh * ATT_BQ) +
+           2 * round16(fs_att_packed_floats(bk, dh)) + 4 * round16(ATT_BQ);
 }
 
 static att_slice att_slice_at(float *base, int bk, int dh) {
     att_slice s;
     s.st = base;
-    s.ot = s.st + round16((size_t)bk * ATT_BQ);
+    s.ot = s.st + round16((size_t)bk * ATT_LDS);
     s.qs = s.ot + round16((size_t)dh * ATT_BQ);
     s.ks = s.qs + round16((size_t)dh * ATT_BQ);
-    s.vs = s.ks + round16((size_t)bk * dh);
-    s.m = s.vs + round16((size_t)bk * dh);
+    s.vs = s.ks + round16(fs_att_packed_floats(bk, dh));
+    s.m = s.vs + round16(fs_att_packed_floats(bk, dh));
     s.l = s.m + round16(ATT_BQ);
     s.alpha = s.l + round16(ATT_BQ);
     s.lsum = s.alpha + round16(ATT_BQ);
@@ -144,6 +171,29 @@ static inline void att_exp_row(float *restrict sr, const float *restrict mx,
 static inline float att_exp1(float x) {
     return _mm256_cvtss_f32(att_exp8(_mm256_set1_ps(x)));
 }
+/* As att_exp_row for a row whose columns i < i0 are masked (causal): they
+ * get probability exactly 0 and add nothing to lsum; the other columns get
+ * the very same values as att_exp_row gives them. */
+static inline void att_exp_row_masked(float *restrict sr, const float *restrict mx,
+                                      float *restrict lsum, int i0) {
+    int start = i0 / 16 * 16 < ATT_BQ ? i0 / 16 * 16 : ATT_BQ;
+    memset(sr, 0, (size_t)start * sizeof(float));
+    const __m256 lim = _mm256_set1_ps((float)i0);
+    const __m256 iota = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int i = start; i < ATT_BQ; i += 16) {
+        __m256 keep0 = _mm256_cmp_ps(_mm256_add_ps(_mm256_set1_ps((float)i), iota), lim, _CMP_GE_OQ);
+        __m256 keep1 = _mm256_cmp_ps(_mm256_add_ps(_mm256_set1_ps((float)(i + 8)), iota), lim,
+                                     _CMP_GE_OQ);
+        __m256 p0 = att_exp8(_mm256_sub_ps(_mm256_loadu_ps(sr + i), _mm256_loadu_ps(mx + i)));
+        __m256 p1 = att_exp8(_mm256_sub_ps(_mm256_loadu_ps(sr + i + 8), _mm256_loadu_ps(mx + i + 8)));
+        p0 = _mm256_and_ps(p0, keep0);
+        p1 = _mm256_and_ps(p1, keep1);
+        _mm256_storeu_ps(sr + i, p0);
+        _mm256_storeu_ps(sr + i + 8, p1);
+        _mm256_storeu_ps(lsum + i, _mm256_add_ps(_mm256_loadu_ps(lsum + i), p0));
+        _mm256_storeu_ps(lsum + i + 8, _mm256_add_ps(_mm256_loadu_ps(lsum + i + 8), p1));
+    }
+}
 #else
 static inline void att_exp_row(float *restrict sr, const float *restrict mx,
                                float *restrict lsum) {
@@ -154,24 +204,47 @@ static inline void att_exp_row(float *restrict sr, const float *restrict mx,
     }
 }
 static inline float att_exp1(float x) { return fs_fast_expf(x); }
+static inline void att_exp_row_masked(float *restrict sr, const float *restrict mx,
+                                      float *restrict lsum, int i0) {
+    for (int i = 0; i < ATT_BQ; i++) {
+        if (i < i0) { sr[i] = 0.0f; continue; }
+        float p = fs_fast_expf(sr[i] - mx[i]);
+        sr[i] = p;
+        lsum[i] += p;
+    }
+}
 #endif
 
 /* Online-softmax step for one key block: kv valid rows of st (the rest are
  * set to probability 0); updates m, l and rescales ot. Vectorised along the
  * queries (contiguous); every query column gets the same arithmetic whatever
  * its neighbours. */
-static void att_softmax_block(const att_slice *s, int kv, int bk, int dh) {
+static void att_softmax_block(const att_slice *s, int kv, int bk, int dh, int causal,
+                              int64_t kb_minus_g0) {
     const int BQ = ATT_BQ;
     float *restrict mx = s->alpha; /* new max, then the rescale factor */
     float *restrict lsum = s->lsum;
+    /* causal: key row r is masked for the query columns i < i0(r) = kb + r - g0
+     * (key index above the query's); only blocks on the diagonal have any */
+    int masked = causal && kb_minus_g0 + kv - 1 > 0;
+    if (masked)
+        for (int r = 0; r < kv; r++) {
+            int64_t i0 = kb_minus_g0 + r;
+            float *restrict sr = s->st + (size_t)r * ATT_LDS;
+            for (int i = 0; i < BQ && i < i0; i++) sr[i] = -INFINITY;
+        }
     for (int i = 0; i < BQ; i++) mx[i] = s->m[i];
     for (int r = 0; r < kv; r++) {
-        const float *restrict sr = s->st + (size_t)r * BQ;
+        const float *restrict sr = s->st + (size_t)r * ATT_LDS;
         for (int i = 0; i < BQ; i++) mx[i] = sr[i] > mx[i] ? sr[i] : mx[i];
     }
     for (int i = 0; i < BQ; i++) lsum[i] = 0.0f;
-    for (int r = 0; r < kv; r++) att_exp_row(s->st + (size_t)r * BQ, mx, lsum);
-    if (kv < bk) memset(s->st + (size_t)kv * BQ, 0, (size_t)(bk - kv) * BQ * sizeof(float));
+    for (int r = 0; r < kv; r++) {
+        int64_t i0 = masked ? kb_minus_g0 + r : 0;
+        if (i0 <= 0) att_exp_row(s->st + (size_t)r * ATT_LDS, mx, lsum);
+        else att_exp_row_masked(s->st + (size_t)r * ATT_LDS, mx, lsum, i0 < BQ ? (int)i0 : BQ);
+    }
+    if (kv < bk) memset(s->st + (size_t)kv * ATT_LDS, 0, (size_t)(bk - kv) * ATT_LDS * sizeof(float));
     int rescale = 0;
     for (int i = 0; i < BQ; i++) {
         float old = s->m[i];
@@ -194,6 +267,7 @@ typedef struct att_args {
     int ldq, ldk, ldv, ldo, nq, nk, dh, bk;
     float scale;
     int64_t q0;
+    int causal;
 } att_args;
 
 static void att_tile(const att_args *A, int64_t t, int h, const att_slice *s) {
@@ -201,57 +275,38 @@ static void att_tile(const att_args *A, int64_t t, int h, const att_slice *s) {
     const int64_t g0 = t * BQ;
     const int64_t lo = g0 > A->q0 ? g0 : A->q0;
     const int64_t hi = g0 + BQ < A->q0 + A->nq ? g0 + BQ : A->q0 + A->nq;
-    const float *qp;
-    int ldq;
-    if (lo == g0 && hi == g0 + BQ) {
-        qp = A->q + (size_t)(g0 - A->q0) * A->ldq + (size_t)h * dh;
-        ldq = A->ldq;
-    } else {
-        memset(s->qs, 0, (size_t)BQ * dh * sizeof(float));
-        for (int64_t r = lo; r < hi; r++)
-            memcpy(s->qs + (size_t)(r - g0) * dh, A->q + (size_t)(r - A->q0) * A->ldq + (size_t)h * dh,
-                   (size_t)dh * sizeof(float));
-        qp = s->qs;
-        ldq = dh;
-    }
+    /* Q^T of the tile (zero columns for the queries not wanted) */
+    fs_att_pack_qt(A->q + (size_t)(lo - A->q0) * A->ldq + (size_t)h * dh, A->ldq, (int)(lo - g0),
+                   (int)(hi - g0), dh, BQ, s->qs);
     for (int i = 0; i < BQ; i++) {
         s->m[i] = -INFINITY;
         s->l[i] = 0.0f;
     }
     memset(s->ot, 0, (size_t)dh * BQ * sizeof(float));
     for (int kb = 0; kb < A->nk; kb += bk) {
+        /* causal: keys from here on are after every query of the tile */
+        if (A->causal && kb > g0 + BQ - 1) break;
         int kv = A->nk - kb < bk ? A->nk - kb : bk;
         const float *kp = A->k + (size_t)kb * A->ldk + (size_t)h * dh;
         const float *vp = A->v + (size_t)kb * A->ldv + (size_t)h * dh;
-        int ldk = A->ldk, ldv = A->ldv;
-        if (kv < bk) { /* the last block, padded to the full shape */
-            memset(s->ks, 0, (size_t)bk * dh * sizeof(float));
-            memset(s->vs, 0, (size_t)bk * dh * sizeof(float));
-            for (int r = 0; r < kv; r++) {
-                memcpy(s->ks + (size_t)r * dh, kp + (size_t)r * A->ldk, (size_t)dh * sizeof(float));
-                memcpy(s->vs + (size_t)r * dh, vp + (size_t)r * A->ldv, (size_t)dh * sizeof(float));
-            }
-            kp = s->ks;
-            vp = s->vs;
-            ldk = ldv = dh;
-        }
-        fs_sgemm(0, 1, bk, BQ, dh, A->scale, kp, ldk, qp, ldq, 0.0f, s->st, BQ);
-        att_softmax_block(s, kv, bk, dh);
-        fs_sgemm(1, 0, dh, BQ, bk, 1.0f, vp, ldv, s->st, BQ, 1.0f, s->ot, BQ);
+        /* S^T = scale K Q^T and O^T += V^T P^T on the kv keys there are
+         * (attention_micro.c: fixed-order FMA chains, no padding needed) */
+        fs_att_pack_k(kp, A->ldk, kv, dh, s->ks);
+        fs_att_scores(s->ks, kv, s->qs, dh, BQ, A->scale, s->st, ATT_LDS);
+        att_softmax_block(s, kv, bk, dh, A->causal, kb - g0);
+        fs_att_pack_v(vp, A->ldv, kv, dh, s->vs);
+        fs_att_pv(s->vs, kv, s->st, ATT_LDS, dh, BQ, s->ot);
     }
-    for (int64_t r = lo; r < hi; r++) {
-        size_t i = (size_t)(r - g0);
-        float *orow = A->o + (size_t)(r - A->q0) * A->ldo + (size_t)h * dh;
-        float inv_l = s->l[i];
-        for (int d = 0; d < dh; d++) orow[d] = s->ot[(size_t)d * BQ + i] / inv_l;
-    }
+    /* o = O^T / l, transposed back into the wanted rows */
+    fs_att_store_o(s->ot, BQ, s->l, (int)(lo - g0), (int)(hi - g0), dh,
+                   A->o + (size_t)(lo - A->q0) * A->ldo + (size_t)h * dh, A->ldo);
 }
 
 /* ---------------------------------------------------------------- driver */
 
-fs_code fs_attention(const float *q, int ldq, const float *k, int ldk, const float *v, int ldv,
-                     float *o, int ldo, int nq, int nk, int heads, int dh, float scale,
-                     int64_t q0, fs_arena *scratch, fs_error *err) {
+static fs_code attention(const float *q, int ldq, const float *k, int ldk, const float *v,
+                         int ldv, float *o, int ldo, int nq, int nk, int heads, int dh,
+                         float scale, int64_t q0, int causal, fs_arena *scratch, fs_error *err) {
     if (nq < 0 || nk < 1 || heads < 1 || dh < 1)
         return fs_fail(err, FS_ERR_INVALID, "attention: bad shape nq=%d nk=%d heads=%d dh=%d",
                        nq, nk, heads, dh);
@@ -273,7 +328,7 @@ fs_code fs_attention(const float *q, int ldq, const float *k, int ldk, const flo
                                     "attention", err);
     if (!slices) return err ? err->code : FS_ERR_NOMEM;
 
-    att_args A = {q, k, v, o, ldq, ldk, ldv, ldo, nq, nk, dh, bk, scale, q0};
+    att_args A = {q, k, v, o, ldq, ldk, ldv, ldo, nq, nk, dh, bk, scale, q0, causal};
     const int64_t t0 = q0 / ATT_BQ, t1 = (q0 + nq - 1) / ATT_BQ;
     const int64_t items = (t1 - t0 + 1) * heads;
 #pragma omp parallel num_threads(nt)
@@ -285,4 +340,18 @@ fs_code fs_attention(const float *q, int ldq, const float *k, int ldk, const flo
     if (scratch) fs_arena_reset(scratch, mark);
     fs_free(owned);
     return FS_OK;
+}
+
+fs_code fs_attention(const float *q, int ldq, const float *k, int ldk, const float *v, int ldv,
+                     float *o, int ldo, int nq, int nk, int heads, int dh, float scale,
+                     int64_t q0, fs_arena *scratch, fs_error *err) {
+    return attention(q, ldq, k, ldk, v, ldv, o, ldo, nq, nk, heads, dh, scale, q0, 0, scratch,
+                     err);
+}
+
+fs_code fs_attention_causal(const float *q, int ldq, const float *k, int ldk, const float *v,
+                            int ldv, float *o, int ldo, int nq, int nk, int heads, int dh,
+                            float scale, int64_t q0, fs_arena *scratch, fs_error *err) {
+    return attention(q, ldq, k, ldk, v, ldv, o, ldo, nq, nk, heads, dh, scale, q0, 1, scratch,
+                     err);
 }

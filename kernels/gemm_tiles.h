@@ -34,13 +34,22 @@ void fs_sgemm_warm_all(void);
 
 /* C[m][n] = A[m][k] * B[n][k]^T (+ bias[n]) for rows m0 .. m0+m-1 of a global
  * matrix, in tiles of FS_GEMM_TILE rows at global multiples of the tile, each
- * one sgemm of shape FS_GEMM_TILE x n x k (partial tiles zero-padded in
- * scratch). Threads (OpenMP) take whole tiles. scratch may be NULL (then the
+ * cut into column blocks of fs_gemm_col_block(n) columns (fixed by n), each
+ * (tile, block) one sgemm of shape FS_GEMM_TILE x block x k (partial tiles
+ * zero-padded in scratch) and one task for the threads (OpenMP). scratch may be NULL (then the
  * few bytes needed are fs_alloc'ed). */
 fs_code fs_gemm_rows_nt(const float *a, float *c, size_t m, int k, int n, const float *b,
                         const float *bias, int64_t m0, fs_arena *scratch, fs_error *err);
+/* The same with tiles of `tile` rows (at global multiples of it) instead of
+ * FS_GEMM_TILE; the caller picks tile from global quantities only. Scratch:
+ * 2 * tile * (k + n) floats when the first or last tile is partial. */
+fs_code fs_gemm_rows_nt_tiled(const float *a, float *c, size_t m, int k, int n, const float *b,
+                              const float *bias, int64_t m0, int tile, fs_arena *scratch,
+                              fs_error *err);
 /* Scratch bytes fs_gemm_rows_nt needs from an arena (partial first/last tile). */
 size_t fs_gemm_rows_nt_scratch_bytes(int k, int n);
+/* Width of the column blocks (all but the last) the row GEMM cuts n into. */
+int fs_gemm_col_block(int n);
 
 /* Takes `bytes` from the arena (64-byte aligned) or, when the arena is NULL,
  * from fs_alloc (then *owned is set and the caller fs_frees it). Returns NULL

@@ -36,6 +36,16 @@ void fs_linear_ref(const float *x, float *y, size_t m, int k, int nout,
 fs_code fs_linear(const float *x, float *y, size_t m, int k, int nout,
                   const float *w, const float *bias, int64_t m0,
                   fs_arena *scratch, fs_error *err);
+/* The same for a matrix every rank holds whole (the text context's K and V
+ * inputs): the row count m is then a global quantity, so the rows are not
+ * padded to FS_GEMM_TILE: m <= FS_LINEAR_WHOLE_MAX rows make one row tile of
+ * exactly m rows (more: FS_GEMM_TILE tiles from row 0). Never call it on a
+ * strip of a larger matrix: the bits would depend on the split. */
+#define FS_LINEAR_WHOLE_MAX 1024
+fs_code fs_linear_whole(const float *x, float *y, size_t m, int k, int nout,
+                        const float *w, const float *bias, fs_arena *scratch,
+                        fs_error *err);
+size_t fs_linear_whole_scratch_bytes(size_t m, int k, int nout);
 /* Scratch bytes fs_linear / fs_conv2d / fs_attention take from their arena
  * (for fs_threads_count() threads), so callers can plan memory. A NULL
  * scratch arena is allowed: the op then fs_allocs its scratch itself. */
@@ -53,9 +63,17 @@ typedef struct fs_conv2d_desc {
     int dil;              /* 1 .. 8 */
     int x_row0, x_rows;   /* global input rows held in x (may reach outside [0, in_h)) */
     int y_row0, y_rows;   /* global output rows to compute into y ([n][y_rows][out_w][cout]) */
+    /* 0: the padding above. 1: padding dil * (k - 1) / 2 at the bottom and
+     * right only, none at the top and left: PyTorch's F.pad(x, (0, 1, 0, 1))
+     * then a padding-0 conv (the VAE encoder's stride-2 downsampler). */
+    int pad_end;
 } fs_conv2d_desc;
 
+/* Output size with symmetric padding; with pad_end it is
+ * (in + dil * (k - 1) / 2 - dil * (k - 1) - 1) / stride + 1 (fs_conv2d_desc_out_size). */
 int fs_conv2d_out_size(int in, int k, int stride, int dil);
+/* Output rows (in = d->in_h) or columns (in = d->in_w) of d, padding mode included. */
+int fs_conv2d_desc_out_size(const fs_conv2d_desc *d, int in);
 /* Global input rows [*row0, *row1) that output rows [y_row0, y_row0 + y_rows)
  * read, not clipped to the map (the halo a strip needs). */
 void fs_conv2d_input_rows(const fs_conv2d_desc *d, int *row0, int *row1);
@@ -162,6 +180,16 @@ fs_code fs_attention(const float *q, int ldq, const float *k, int ldk, const flo
                      float *o, int ldo, int nq, int nk, int heads, int dh, float scale,
                      int64_t q0, fs_arena *scratch, fs_error *err);
 size_t fs_attention_scratch_bytes(int nk, int heads, int dh);
+/* Causal attention (the text encoders' mask): query row r, global index
+ * g = q0 + r, attends to keys 0 .. min(g, nk - 1) only (queries and keys
+ * are the same tokens, both counted from 0). Same tiles and exactness as
+ * fs_attention; the same scratch. */
+void fs_attention_causal_ref(const float *q, int ldq, const float *k, int ldk, const float *v,
+                             int ldv, float *o, int ldo, int nq, int nk, int heads, int dh,
+                             float scale, int64_t q0);
+fs_code fs_attention_causal(const float *q, int ldq, const float *k, int ldk, const float *v,
+                            int ldv, float *o, int ldo, int nq, int nk, int heads, int dh,
+                            float scale, int64_t q0, fs_arena *scratch, fs_error *err);
 
 /* ---------------------------------------------------------------- CUDA
  * Present when built with CUDA (FS_HAVE_CUDA); fs_cuda_available() is 0 when

@@ -1,6 +1,9 @@
 /* kernels/linear.c: the fully connected layer y = x W^T + b (PyTorch's
  * nn.Linear layout: W is [nout][k]), as a plain reference loop and as fixed
- * tiles of single-threaded OpenBLAS calls (kernels/gemm_tiles.c). */
+ * tiles of single-threaded OpenBLAS calls (kernels/gemm_tiles.c): row tiles
+ * at global multiples of FS_GEMM_TILE for strips of a matrix (fs_linear), or
+ * one tile of the whole matrix's rows when every rank has all of them
+ * (fs_linear_whole: no zero rows computed for nothing). */
 #include "kernels/gemm_tiles.h"
 #include "kernels/kernels.h"
 
@@ -32,5 +35,27 @@ fs_code fs_linear(const float *x, float *y, size_t m, int k, int nout, const flo
     if (!x || !y || !w) return fs_fail(err, FS_ERR_INVALID, "linear: NULL x, y or w");
     fs_code rc = fs_gemm_rows_nt(x, y, m, k, nout, w, bias, m0, scratch, err);
     if (rc != FS_OK && err) fs_error_prefix(err, "linear %zux%dx%d: ", m, k, nout);
+    return rc;
+}
+
+static int linear_whole_tile(size_t m) {
+    return m <= FS_LINEAR_WHOLE_MAX ? (int)m : FS_GEMM_TILE;
+}
+
+size_t fs_linear_whole_scratch_bytes(size_t m, int k, int nout) {
+    if (m == 0 || k <= 0 || nout <= 0) return 0;
+    return m <= FS_LINEAR_WHOLE_MAX ? 0 : fs_gemm_rows_nt_scratch_bytes(k, nout);
+}
+
+fs_code fs_linear_whole(const float *x, float *y, size_t m, int k, int nout, const float *w,
+                        const float *bias, fs_arena *scratch, fs_error *err) {
+    if (k <= 0 || nout <= 0)
+        return fs_fail(err, FS_ERR_INVALID, "linear (whole): k=%d and nout=%d must be positive",
+                       k, nout);
+    if (m == 0) return FS_OK;
+    if (!x || !y || !w) return fs_fail(err, FS_ERR_INVALID, "linear (whole): NULL x, y or w");
+    fs_code rc = fs_gemm_rows_nt_tiled(x, y, m, k, nout, w, bias, 0, linear_whole_tile(m),
+                                       scratch, err);
+    if (rc != FS_OK && err) fs_error_prefix(err, "linear (whole) %zux%dx%d: ", m, k, nout);
     return rc;
 }

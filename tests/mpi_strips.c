@@ -154,7 +154,7 @@ static void conv_case(int n, int h, int w, int cin, int cout, int k, int stride,
     float *bias = random_floats((size_t)cout, 0.1f);
     size_t out_re = (size_t)out_w * cout;
 
-    fs_conv2d_desc d = {n, h, w, cin, cout, k, stride, dil, 0, h, 0, out_h};
+    fs_conv2d_desc d = {n, h, w, cin, cout, k, stride, dil, 0, h, 0, out_h, 0};
     float *whole = floats((size_t)n * out_h * out_re);
     CHECK(fs_conv2d(&d, x, wt, bias, whole, scratch, &err) == FS_OK, "%s: %s", shape, err.msg);
     fs_arena_reset(scratch, mark);

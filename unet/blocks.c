@@ -20,12 +20,12 @@
  * at c = 1280) at any map size. Chunks start at global multiples of it. */
 #define FF_CHUNK 1024
 
-static fs_code oom(fwd *f) { return f->err && f->err->code ? f->err->code : FS_ERR_NOMEM; }
+static fs_code oom(fwd *f) { return f->nn.err && f->nn.err->code ? f->nn.err->code : FS_ERR_NOMEM; }
 
 static fs_conv2d_desc conv_desc(const fwd *f, const fwd_level *in, const fs_conv_w *cw,
                                 int stride) {
     fs_conv2d_desc d = {0};
-    d.n = f->n;
+    d.n = f->nn.n;
     d.in_h = in->h;
     d.in_w = in->w;
     d.cin = cw->in;
@@ -41,14 +41,14 @@ static fs_conv2d_desc conv_desc(const fwd *f, const fwd_level *in, const fs_conv
 /* GN(x) + SiLU into a 1-row halo buffer, halo exchanged, then the 3x3 conv. */
 static fs_code gn_silu_conv(fwd *f, const fwd_level *lv, const float *x, const fs_norm_w *nw,
                             float eps, const fs_conv_w *cw, float *y) {
-    size_t mark = fwd_mark(f);
+    size_t mark = nn_mark(&f->nn);
     float *mean, *rstd;
-    fs_code rc = fwd_gn_stats(f, lv, x, cw->in, eps, &mean, &rstd);
-    float *g = rc ? NULL : fwd_floats(f, (size_t)f->n * (lv->rows + 2) * lv->w * cw->in);
+    fs_code rc = nn_gn_stats(&f->nn, lv, x, cw->in, f->cfg->groups, eps, &mean, &rstd);
+    float *g = rc ? NULL : nn_floats(&f->nn, (size_t)f->nn.n * (lv->rows + 2) * lv->w * cw->in);
     if (!rc && !g) rc = oom(f);
     if (!rc) {
-        fwd_gn_apply(f, lv, x, cw->in, mean, rstd, nw, 1, g, 1, 1);
-        rc = fwd_halo(f, lv, g, cw->in, 1, 1);
+        nn_gn_apply(&f->nn, lv, x, cw->in, f->cfg->groups, mean, rstd, nw, 1, g, 1, 1);
+        rc = nn_halo(&f->nn, lv, g, cw->in, 1, 1);
     }
     if (!rc) {
         fs_conv2d_desc d = conv_desc(f, lv, cw, 1);
@@ -56,43 +56,43 @@ static fs_code gn_silu_conv(fwd *f, const fwd_level *lv, const float *x, const f
         d.x_rows = lv->rows + 2;
         d.y_row0 = lv->row0;
         d.y_rows = lv->rows;
-        rc = fwd_conv(f, &d, g, cw, y);
+        rc = nn_conv(&f->nn, &d, g, cw, y);
     }
-    fwd_reset(f, mark);
+    nn_reset(&f->nn, mark);
     return rc;
 }
 
 fs_code fwd_resblock(fwd *f, const fwd_level *lv, const fs_resnet_w *rw, const float *x,
                      float *y) {
     const float eps = f->cfg->eps_resnet;
-    const size_t mark = fwd_mark(f), out_floats = fwd_tensor_floats(f, lv, rw->cout);
+    const size_t mark = nn_mark(&f->nn), out_floats = nn_tensor_floats(&f->nn, lv, rw->cout);
     fs_code rc = FS_OK;
-    float *h1 = fwd_floats(f, out_floats);
-    float *temb = h1 ? fwd_floats(f, (size_t)f->n * rw->cout) : NULL;
+    float *h1 = nn_floats(&f->nn, out_floats);
+    float *temb = h1 ? nn_floats(&f->nn, (size_t)f->nn.n * rw->cout) : NULL;
     if (!temb) rc = oom(f);
     /* h1 = conv1(SiLU(GN(x))) + time_emb_proj(SiLU(emb)) */
     if (!rc) rc = gn_silu_conv(f, lv, x, &rw->norm1, eps, &rw->conv1, h1);
     if (!rc) {
-        fwd_small_linear(f, f->emb_silu, temb, f->n, &rw->time_emb_proj);
-        fwd_add_bcast(f, h1, temb, f->n, (size_t)lv->rows * lv->w, rw->cout);
+        nn_small_linear(&f->nn, f->emb_silu, temb, f->nn.n, &rw->time_emb_proj);
+        nn_add_bcast(&f->nn, h1, temb, f->nn.n, (size_t)lv->rows * lv->w, rw->cout);
         /* y = conv2(SiLU(GN(h1))) (dropout is 0) */
         rc = gn_silu_conv(f, lv, h1, &rw->norm2, eps, &rw->conv2, y);
     }
     /* y += shortcut(x): a 1x1 conv when the channel count changes */
     if (!rc && rw->cin != rw->cout) {
-        float *s = fwd_floats(f, out_floats);
+        float *s = nn_floats(&f->nn, out_floats);
         if (!s) rc = oom(f);
         if (!rc) {
             fs_conv2d_desc d = conv_desc(f, lv, &rw->conv_shortcut, 1);
             d.x_row0 = d.y_row0 = lv->row0;
             d.x_rows = d.y_rows = lv->rows;
-            rc = fwd_conv(f, &d, x, &rw->conv_shortcut, s);
+            rc = nn_conv(&f->nn, &d, x, &rw->conv_shortcut, s);
         }
-        if (!rc) fwd_add(f, y, s, out_floats);
+        if (!rc) nn_add(&f->nn, y, s, out_floats);
     } else if (!rc) {
-        fwd_add(f, y, x, out_floats);
+        nn_add(&f->nn, y, x, out_floats);
     }
-    fwd_reset(f, mark);
+    nn_reset(&f->nn, mark);
     return rc;
 }
 
@@ -101,40 +101,40 @@ fs_code fwd_resblock(fwd *f, const fwd_level *lv, const fs_resnet_w *rw, const f
 /* hs += to_out(attention(to_q(ln), to_k(kv_src), to_v(kv_src))) for each
  * batch item: ln [n][T][c] (this strip's tokens), kv_src item b at
  * kv + b * nk * kv_dim: nk rows (all tokens of the map, or the text context).
- * With all_items, K and V of every item are made by one call each (the text
- * context: 77 rows of an item alone would fill a third of a 256-row tile);
+ * With all_items, K and V of every item are made by one call each on the
+ * whole context (fs_linear_whole: one tile of exactly n * nk rows);
  * otherwise one item at a time (a map's tokens: memory). */
 static fs_code attend(fwd *f, const fwd_level *lv, const fs_linear_w *wq, const fs_linear_w *wk,
                       const fs_linear_w *wv, const fs_linear_w *wo, int heads, const float *ln,
                       const float *kv, int nk, int all_items, float *hs) {
-    const int c = wq->out, dh = c / heads, kv_items = all_items ? f->n : 1;
-    const size_t T = (size_t)lv->rows * lv->w, mark = fwd_mark(f), kv_item = (size_t)nk * wk->in;
+    const int c = wq->out, dh = c / heads, kv_items = all_items ? f->nn.n : 1;
+    const size_t T = (size_t)lv->rows * lv->w, mark = nn_mark(&f->nn), kv_item = (size_t)nk * wk->in;
     const int64_t m0 = (int64_t)lv->row0 * lv->w;
-    float *k = fwd_floats(f, (size_t)kv_items * nk * c);
-    float *v = k ? fwd_floats(f, (size_t)kv_items * nk * c) : NULL;
-    float *q = v ? fwd_floats(f, T * c) : NULL;
-    float *o = q ? fwd_floats(f, T * c) : NULL;
+    float *k = nn_floats(&f->nn, (size_t)kv_items * nk * c);
+    float *v = k ? nn_floats(&f->nn, (size_t)kv_items * nk * c) : NULL;
+    float *q = v ? nn_floats(&f->nn, T * c) : NULL;
+    float *o = q ? nn_floats(&f->nn, T * c) : NULL;
     fs_code rc = o ? FS_OK : oom(f);
-    if (!rc && all_items) {
-        rc = fwd_linear(f, kv, 0, k, 0, 1, (size_t)f->n * nk, wk, 0);
-        if (!rc) rc = fwd_linear(f, kv, 0, v, 0, 1, (size_t)f->n * nk, wv, 0);
+    if (!rc && all_items) { /* the whole context, on every rank: no padded rows */
+        rc = nn_linear_whole(&f->nn, kv, k, (size_t)f->nn.n * nk, wk);
+        if (!rc) rc = nn_linear_whole(&f->nn, kv, v, (size_t)f->nn.n * nk, wv);
     }
-    for (int b = 0; b < f->n && !rc; b++) {
+    for (int b = 0; b < f->nn.n && !rc; b++) {
         const float *kb = k, *vb = v;
         if (all_items) {
-            kb = fwd_cat(f, k, (size_t)b * nk * c);
-            vb = fwd_cat(f, v, (size_t)b * nk * c);
+            kb = nn_cat(&f->nn, k, (size_t)b * nk * c);
+            vb = nn_cat(&f->nn, v, (size_t)b * nk * c);
         } else {
-            const float *src = fwd_cat(f, kv, b * kv_item);
-            rc = fwd_linear(f, src, 0, k, 0, 1, (size_t)nk, wk, 0);
-            if (!rc) rc = fwd_linear(f, src, 0, v, 0, 1, (size_t)nk, wv, 0);
+            const float *src = nn_cat(&f->nn, kv, b * kv_item);
+            rc = nn_linear(&f->nn, src, 0, k, 0, 1, (size_t)nk, wk, 0);
+            if (!rc) rc = nn_linear(&f->nn, src, 0, v, 0, 1, (size_t)nk, wv, 0);
         }
-        if (!rc) rc = fwd_linear(f, fwd_cat(f, ln, b * T * c), 0, q, 0, 1, T, wq, m0);
-        if (!rc) rc = fwd_attention(f, q, kb, vb, o, (int)T, nk, heads, dh, m0);
-        if (!rc) rc = fwd_linear(f, o, 0, q, 0, 1, T, wo, m0);
-        if (!rc) fwd_add(f, fwd_at(f, hs, b * T * c), q, T * c);
+        if (!rc) rc = nn_linear(&f->nn, nn_cat(&f->nn, ln, b * T * c), 0, q, 0, 1, T, wq, m0);
+        if (!rc) rc = nn_attention(&f->nn, q, kb, vb, o, (int)T, nk, heads, dh, m0);
+        if (!rc) rc = nn_linear(&f->nn, o, 0, q, 0, 1, T, wo, m0);
+        if (!rc) nn_add(&f->nn, nn_at(&f->nn, hs, b * T * c), q, T * c);
     }
-    fwd_reset(f, mark);
+    nn_reset(&f->nn, mark);
     return rc;
 }
 
@@ -143,39 +143,39 @@ static fs_code attend(fwd *f, const fwd_level *lv, const fs_linear_w *wq, const 
 /* hs [n][T][c] in place; ln is a [n][T][c] work buffer. */
 static fs_code tblock(fwd *f, const fwd_level *lv, const fs_tblock_w *bw, int heads, float *hs,
                       float *ln) {
-    const int c = bw->attn1_q.out, n = f->n;
+    const int c = bw->attn1_q.out, n = f->nn.n;
     const size_t T = (size_t)lv->rows * lv->w, N = (size_t)lv->h * lv->w;
     const int64_t m0 = (int64_t)lv->row0 * lv->w;
-    size_t mark = fwd_mark(f);
+    size_t mark = nn_mark(&f->nn);
     fs_code rc = FS_OK;
 
     /* self-attention over every token of the map: gather the normed tokens,
      * every rank makes K and V for all of them */
-    fwd_layernorm(f, hs, ln, n * T, &bw->norm1);
+    nn_layernorm(&f->nn, hs, ln, n * T, 1e-5f, &bw->norm1);
     float *all = ln;
     if (lv->plan->parts > 1) {
-        all = fwd_floats(f, (size_t)n * N * c);
-        rc = all ? fwd_allgather(f, lv, ln, all, c) : oom(f);
+        all = nn_floats(&f->nn, (size_t)n * N * c);
+        rc = all ? nn_allgather(&f->nn, lv, ln, all, c) : oom(f);
     }
     if (!rc)
         rc = attend(f, lv, &bw->attn1_q, &bw->attn1_k, &bw->attn1_v, &bw->attn1_out, heads, ln,
                     all, (int)N, 0, hs);
-    fwd_reset(f, mark);
+    nn_reset(&f->nn, mark);
 
     /* cross-attention on the text context */
     if (!rc) {
-        fwd_layernorm(f, hs, ln, n * T, &bw->norm2);
+        nn_layernorm(&f->nn, hs, ln, n * T, 1e-5f, &bw->norm2);
         rc = attend(f, lv, &bw->attn2_q, &bw->attn2_k, &bw->attn2_v, &bw->attn2_out, heads, ln,
                     f->context, f->ctx_len, 1, hs);
     }
 
     /* feed-forward: GEGLU(c -> 8c -> 4c) -> c, in token chunks */
     if (!rc) {
-        fwd_layernorm(f, hs, ln, n * T, &bw->norm3);
+        nn_layernorm(&f->nn, hs, ln, n * T, 1e-5f, &bw->norm3);
         size_t cap = T < FF_CHUNK ? T : FF_CHUNK;
-        float *p = fwd_floats(f, cap * 8 * c);
-        float *g = p ? fwd_floats(f, cap * 4 * c) : NULL;
-        float *o = g ? fwd_floats(f, cap * c) : NULL;
+        float *p = nn_floats(&f->nn, cap * 8 * c);
+        float *g = p ? nn_floats(&f->nn, cap * 4 * c) : NULL;
+        float *o = g ? nn_floats(&f->nn, cap * c) : NULL;
         if (!o) rc = oom(f);
         for (int b = 0; b < n && !rc; b++)
             for (size_t s = 0, e; s < T && !rc; s = e) {
@@ -183,12 +183,12 @@ static fs_code tblock(fwd *f, const fwd_level *lv, const fs_tblock_w *bw, int he
                 e = (size_t)((g0 / FF_CHUNK + 1) * FF_CHUNK - m0);
                 if (e > T) e = T;
                 size_t mm = e - s, at = (b * T + s) * c;
-                rc = fwd_linear(f, fwd_cat(f, ln, at), 0, p, 0, 1, mm, &bw->ff_proj, g0);
-                if (!rc) fwd_geglu(f, p, g, mm, 4 * c);
-                if (!rc) rc = fwd_linear(f, g, 0, o, 0, 1, mm, &bw->ff_out, g0);
-                if (!rc) fwd_add(f, fwd_at(f, hs, at), o, mm * c);
+                rc = nn_linear(&f->nn, nn_cat(&f->nn, ln, at), 0, p, 0, 1, mm, &bw->ff_proj, g0);
+                if (!rc) nn_geglu(&f->nn, p, g, mm, 4 * c);
+                if (!rc) rc = nn_linear(&f->nn, g, 0, o, 0, 1, mm, &bw->ff_out, g0);
+                if (!rc) nn_add(&f->nn, nn_at(&f->nn, hs, at), o, mm * c);
             }
-        fwd_reset(f, mark);
+        nn_reset(&f->nn, mark);
     }
     return rc;
 }
@@ -197,25 +197,25 @@ static fs_code tblock(fwd *f, const fwd_level *lv, const fs_tblock_w *bw, int he
 
 fs_code fwd_transformer(fwd *f, const fwd_level *lv, const fs_transformer_w *tw, float *x) {
     if (tw->depth <= 0) return FS_OK;
-    const int c = tw->channels, n = f->n;
+    const int c = tw->channels, n = f->nn.n;
     const size_t T = (size_t)lv->rows * lv->w, count = (size_t)n * T * c;
     const int64_t m0 = (int64_t)lv->row0 * lv->w;
-    const size_t mark = fwd_mark(f);
-    float *hs = fwd_floats(f, count);
-    float *ln = hs ? fwd_floats(f, count) : NULL;
+    const size_t mark = nn_mark(&f->nn);
+    float *hs = nn_floats(&f->nn, count);
+    float *ln = hs ? nn_floats(&f->nn, count) : NULL;
     fs_code rc = ln ? FS_OK : oom(f);
     if (!rc) { /* GroupNorm (eps 1e-6, no SiLU) -> proj_in, per token */
-        size_t m1 = fwd_mark(f);
+        size_t m1 = nn_mark(&f->nn);
         float *mean, *rstd;
-        rc = fwd_gn_stats(f, lv, x, c, f->cfg->eps_transformer, &mean, &rstd);
-        if (!rc) fwd_gn_apply(f, lv, x, c, mean, rstd, &tw->norm, 0, ln, 0, 0);
-        fwd_reset(f, m1);
+        rc = nn_gn_stats(&f->nn, lv, x, c, f->cfg->groups, f->cfg->eps_transformer, &mean, &rstd);
+        if (!rc) nn_gn_apply(&f->nn, lv, x, c, f->cfg->groups, mean, rstd, &tw->norm, 0, ln, 0, 0);
+        nn_reset(&f->nn, m1);
     }
-    if (!rc) rc = fwd_linear(f, ln, T * c, hs, T * c, n, T, &tw->proj_in, m0);
+    if (!rc) rc = nn_linear(&f->nn, ln, T * c, hs, T * c, n, T, &tw->proj_in, m0);
     for (int k = 0; k < tw->depth && !rc; k++) rc = tblock(f, lv, &tw->blocks[k], tw->heads, hs, ln);
-    if (!rc) rc = fwd_linear(f, hs, T * c, ln, T * c, n, T, &tw->proj_out, m0);
-    if (!rc) fwd_add(f, x, ln, count); /* + residual */
-    fwd_reset(f, mark);
+    if (!rc) rc = nn_linear(&f->nn, hs, T * c, ln, T * c, n, T, &tw->proj_out, m0);
+    if (!rc) nn_add(&f->nn, x, ln, count); /* + residual */
+    nn_reset(&f->nn, mark);
     return rc;
 }
 
@@ -224,12 +224,12 @@ fs_code fwd_transformer(fwd *f, const fwd_level *lv, const fs_transformer_w *tw,
 fs_code fwd_downsample(fwd *f, const fwd_level *fine, const fwd_level *coarse,
                        const fs_conv_w *cw, const float *x, float *y) {
     /* output rows [R0/2, R1/2) read input rows [R0 - 1, R1): one row on top */
-    const size_t mark = fwd_mark(f);
-    float *buf = fwd_floats(f, (size_t)f->n * (fine->rows + 1) * fine->w * cw->in);
+    const size_t mark = nn_mark(&f->nn);
+    float *buf = nn_floats(&f->nn, (size_t)f->nn.n * (fine->rows + 1) * fine->w * cw->in);
     fs_code rc = buf ? FS_OK : oom(f);
     if (!rc) {
-        fwd_copy_own(f, fine, x, cw->in, buf, 1, 0);
-        rc = fwd_halo(f, fine, buf, cw->in, 1, 0);
+        nn_copy_own(&f->nn, fine, x, cw->in, buf, 1, 0);
+        rc = nn_halo(&f->nn, fine, buf, cw->in, 1, 0);
     }
     if (!rc) {
         fs_conv2d_desc d = conv_desc(f, fine, cw, 2);
@@ -237,9 +237,9 @@ fs_code fwd_downsample(fwd *f, const fwd_level *fine, const fwd_level *coarse,
         d.x_rows = fine->rows + 1;
         d.y_row0 = coarse->row0;
         d.y_rows = coarse->rows;
-        rc = fwd_conv(f, &d, buf, cw, y);
+        rc = nn_conv(&f->nn, &d, buf, cw, y);
     }
-    fwd_reset(f, mark);
+    nn_reset(&f->nn, mark);
     return rc;
 }
 
@@ -248,36 +248,36 @@ fs_code fwd_upsample(fwd *f, const fwd_level *coarse, const fwd_level *fine,
     /* fine rows [2 R0 - 1, 2 R1] feed the conv: coarse rows R0 - 1 .. R1, so
      * one low-resolution row each side is exchanged, then upsampled here */
     const int c = cw->in, rows = coarse->rows + 2;
-    const size_t mark = fwd_mark(f);
-    float *buf = fwd_floats(f, (size_t)f->n * rows * coarse->w * c);
-    float *up = buf ? fwd_floats(f, (size_t)f->n * 4 * rows * coarse->w * c) : NULL;
+    const size_t mark = nn_mark(&f->nn);
+    float *buf = nn_floats(&f->nn, (size_t)f->nn.n * rows * coarse->w * c);
+    float *up = buf ? nn_floats(&f->nn, (size_t)f->nn.n * 4 * rows * coarse->w * c) : NULL;
     fs_code rc = up ? FS_OK : oom(f);
     if (!rc) {
-        fwd_copy_own(f, coarse, x, c, buf, 1, 1);
-        rc = fwd_halo(f, coarse, buf, c, 1, 1);
+        nn_copy_own(&f->nn, coarse, x, c, buf, 1, 1);
+        rc = nn_halo(&f->nn, coarse, buf, c, 1, 1);
     }
     if (!rc) {
-        fwd_upsample2x(f, buf, up, f->n, rows, coarse->w, c);
+        nn_upsample2x(&f->nn, buf, up, f->nn.n, rows, coarse->w, c);
         fs_conv2d_desc d = conv_desc(f, fine, cw, 1);
         d.x_row0 = 2 * (coarse->row0 - 1);
         d.x_rows = 2 * rows;
         d.y_row0 = fine->row0;
         d.y_rows = fine->rows;
-        rc = fwd_conv(f, &d, up, cw, y);
+        rc = nn_conv(&f->nn, &d, up, cw, y);
     }
-    fwd_reset(f, mark);
+    nn_reset(&f->nn, mark);
     return rc;
 }
 
 fs_code fwd_conv3x3(fwd *f, const fwd_level *lv, const fs_conv_w *cw, const fs_norm_w *nw,
                     float eps, const float *x, float *y) {
     if (nw) return gn_silu_conv(f, lv, x, nw, eps, cw, y);
-    const size_t mark = fwd_mark(f);
-    float *buf = fwd_floats(f, (size_t)f->n * (lv->rows + 2) * lv->w * cw->in);
+    const size_t mark = nn_mark(&f->nn);
+    float *buf = nn_floats(&f->nn, (size_t)f->nn.n * (lv->rows + 2) * lv->w * cw->in);
     fs_code rc = buf ? FS_OK : oom(f);
     if (!rc) {
-        fwd_copy_own(f, lv, x, cw->in, buf, 1, 1);
-        rc = fwd_halo(f, lv, buf, cw->in, 1, 1);
+        nn_copy_own(&f->nn, lv, x, cw->in, buf, 1, 1);
+        rc = nn_halo(&f->nn, lv, buf, cw->in, 1, 1);
     }
     if (!rc) {
         fs_conv2d_desc d = conv_desc(f, lv, cw, 1);
@@ -285,8 +285,8 @@ fs_code fwd_conv3x3(fwd *f, const fwd_level *lv, const fs_conv_w *cw, const fs_n
         d.x_rows = lv->rows + 2;
         d.y_row0 = lv->row0;
         d.y_rows = lv->rows;
-        rc = fwd_conv(f, &d, buf, cw, y);
+        rc = nn_conv(&f->nn, &d, buf, cw, y);
     }
-    fwd_reset(f, mark);
+    nn_reset(&f->nn, mark);
     return rc;
 }

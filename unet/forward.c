@@ -17,6 +17,11 @@
 #include <string.h>
 #include "unet/forward.h"
 
+void fwd_trace(fwd *f, const char *name, const fwd_level *lv, const float *x, int c) {
+    if (!f->nn.dry && f->trace && f->trace->on_block)
+        f->trace->on_block(f->trace->user, name, x, f->nn.n, lv->rows, lv->w, c);
+}
+
 typedef struct skip {
     float *p;
     size_t mark;  /* arena mark before p: popping resets to it */
@@ -41,21 +46,21 @@ static int widest_at(const fs_unet *u, int l) {
  * only form the resnets use it in. Tiny, so every rank computes it. */
 static fs_code embed(fwd *f, const fs_unet *u, const float *t, const float *y, float **out) {
     const fs_unet_weights *w = &u->w;
-    const int n = f->n, temb = f->cfg->time_embed_dim;
-    float *te = fwd_floats(f, (size_t)n * f->cfg->channels[0]);
-    float *a = te ? fwd_floats(f, (size_t)n * temb) : NULL;
-    float *e = a ? fwd_floats(f, (size_t)n * temb) : NULL;
-    float *b = e ? fwd_floats(f, (size_t)n * temb) : NULL;
-    if (!b) return f->err && f->err->code ? f->err->code : FS_ERR_NOMEM;
-    if (!f->dry) fs_timestep_embedding(t, n, f->cfg->channels[0], te);
-    fwd_small_linear(f, te, a, n, &w->time_linear_1);
-    fwd_silu(f, a, a, (size_t)n * temb);
-    fwd_small_linear(f, a, e, n, &w->time_linear_2);
-    fwd_small_linear(f, y, a, n, &w->add_linear_1);
-    fwd_silu(f, a, a, (size_t)n * temb);
-    fwd_small_linear(f, a, b, n, &w->add_linear_2);
-    fwd_add(f, e, b, (size_t)n * temb);
-    fwd_silu(f, e, e, (size_t)n * temb);
+    const int n = f->nn.n, temb = f->cfg->time_embed_dim;
+    float *te = nn_floats(&f->nn, (size_t)n * f->cfg->channels[0]);
+    float *a = te ? nn_floats(&f->nn, (size_t)n * temb) : NULL;
+    float *e = a ? nn_floats(&f->nn, (size_t)n * temb) : NULL;
+    float *b = e ? nn_floats(&f->nn, (size_t)n * temb) : NULL;
+    if (!b) return f->nn.err && f->nn.err->code ? f->nn.err->code : FS_ERR_NOMEM;
+    if (!f->nn.dry) fs_timestep_embedding(t, n, f->cfg->channels[0], te);
+    nn_small_linear(&f->nn, te, a, n, &w->time_linear_1);
+    nn_silu(&f->nn, a, a, (size_t)n * temb);
+    nn_small_linear(&f->nn, a, e, n, &w->time_linear_2);
+    nn_small_linear(&f->nn, y, a, n, &w->add_linear_1);
+    nn_silu(&f->nn, a, a, (size_t)n * temb);
+    nn_small_linear(&f->nn, a, b, n, &w->add_linear_2);
+    nn_add(&f->nn, e, b, (size_t)n * temb);
+    nn_silu(&f->nn, e, e, (size_t)n * temb);
     *out = e;
     return FS_OK;
 }
@@ -63,12 +68,12 @@ static fs_code embed(fwd *f, const fs_unet *u, const float *t, const float *y, f
 static fs_code push(fwd *f, skip *stack, int *depth, const fwd_level *lv, int level,
                     const float *x, int c) {
     skip *s = &stack[(*depth)++];
-    s->mark = fwd_mark(f);
+    s->mark = nn_mark(&f->nn);
     s->level = level;
     s->c = c;
-    s->p = fwd_floats(f, fwd_tensor_floats(f, lv, c));
-    if (!s->p) return f->err && f->err->code ? f->err->code : FS_ERR_NOMEM;
-    fwd_copy(f, s->p, x, fwd_tensor_floats(f, lv, c));
+    s->p = nn_floats(&f->nn, nn_tensor_floats(&f->nn, lv, c));
+    if (!s->p) return f->nn.err && f->nn.err->code ? f->nn.err->code : FS_ERR_NOMEM;
+    nn_copy(&f->nn, s->p, x, nn_tensor_floats(&f->nn, lv, c));
     return FS_OK;
 }
 
@@ -80,28 +85,32 @@ static fs_code run(fwd *f, const fs_unet *u, const float *x, const float *t, con
     const int last = cfg->levels - 1, L = cfg->layers_per_block;
     char name[64];
     float *emb_silu = NULL;
+    nn_profile_eval(&f->nn, 1);
+    f->nn.level = -1; /* the embeddings */
     fs_code rc = embed(f, u, t, y, &emb_silu);
     if (rc) return rc;
     f->emb_silu = emb_silu;
 
     size_t pp = 0;
     for (int l = 0; l < cfg->levels; l++) {
-        size_t v = fwd_tensor_floats(f, &f->lv[l], widest_at(u, l));
+        size_t v = nn_tensor_floats(&f->nn, &f->lv[l], widest_at(u, l));
         if (v > pp) pp = v;
     }
-    float *cur = fwd_floats(f, pp), *other = cur ? fwd_floats(f, pp) : NULL, *swap;
-    if (!other) return f->err->code;
+    float *cur = nn_floats(&f->nn, pp), *other = cur ? nn_floats(&f->nn, pp) : NULL, *swap;
+    if (!other) return f->nn.err->code;
 #define SWAP() (swap = cur, cur = other, other = swap)
 #define TRY(call) do { rc = (call); if (rc) return rc; } while (0)
 
     skip stack[1 + 3 * FS_UNET_MAX_LEVELS];
     int depth = 0, c = cfg->channels[0];
+    f->nn.level = 0;
     TRY(fwd_conv3x3(f, &f->lv[0], &w->conv_in, NULL, 0, x, cur));
     fwd_trace(f, "conv_in", &f->lv[0], cur, c);
     TRY(push(f, stack, &depth, &f->lv[0], 0, cur, c));
 
     for (int l = 0; l < cfg->levels; l++) {
         const fs_level_w *lw = &w->down[l];
+        f->nn.level = l;
         for (int j = 0; j < L; j++) {
             TRY(fwd_resblock(f, &f->lv[l], &lw->resnets[j], cur, other));
             SWAP();
@@ -111,6 +120,7 @@ static fs_code run(fwd *f, const fs_unet *u, const float *x, const float *t, con
         }
         int out_level = l;
         if (l < last) {
+            f->nn.level = l + 1;
             TRY(fwd_downsample(f, &f->lv[l], &f->lv[l + 1], &lw->sampler, cur, other));
             SWAP();
             out_level = l + 1;
@@ -120,6 +130,7 @@ static fs_code run(fwd *f, const fs_unet *u, const float *x, const float *t, con
         fwd_trace(f, name, &f->lv[out_level], cur, c);
     }
 
+    f->nn.level = last;
     TRY(fwd_resblock(f, &f->lv[last], &w->mid_resnets[0], cur, other));
     SWAP();
     TRY(fwd_transformer(f, &f->lv[last], &w->mid_attention, cur));
@@ -131,23 +142,25 @@ static fs_code run(fwd *f, const fs_unet *u, const float *x, const float *t, con
         const int l = last - i;
         const fwd_level *lv = &f->lv[l];
         const fs_level_w *lw = &w->up[i];
+        f->nn.level = l;
         for (int j = 0; j <= L; j++) {
             if (depth == 0)
-                return fs_fail(f->err, FS_ERR_INVALID, "UNet forward: skip stack underflow");
+                return fs_fail(f->nn.err, FS_ERR_INVALID, "UNet forward: skip stack underflow");
             const skip *s = &stack[--depth];
             if (s->level != l || c + s->c != lw->resnets[j].cin)
-                return fs_fail(f->err, FS_ERR_INVALID,
+                return fs_fail(f->nn.err, FS_ERR_INVALID,
                                "UNet forward: up_blocks.%d.resnets.%d expects %d input channels, "
                                "the running tensor (%d) and skip (%d, level %d) give %d",
                                i, j, lw->resnets[j].cin, c, s->c, s->level, c + s->c);
-            fwd_concat(f, cur, c, s->p, s->c, other, (size_t)f->n * lv->rows * lv->w);
-            fwd_reset(f, s->mark); /* the skip was the top of the stack */
+            nn_concat(&f->nn, cur, c, s->p, s->c, other, (size_t)f->nn.n * lv->rows * lv->w);
+            nn_reset(&f->nn, s->mark); /* the skip was the top of the stack */
             TRY(fwd_resblock(f, lv, &lw->resnets[j], other, cur));
             TRY(fwd_transformer(f, lv, &lw->attentions[j], cur));
             c = lw->resnets[j].cout;
         }
         int out_level = l;
         if (l > 0) {
+            f->nn.level = l - 1;
             TRY(fwd_upsample(f, lv, &f->lv[l - 1], &lw->sampler, cur, other));
             SWAP();
             out_level = l - 1;
@@ -155,9 +168,11 @@ static fs_code run(fwd *f, const fs_unet *u, const float *x, const float *t, con
         snprintf(name, sizeof name, "up_blocks.%d", i);
         fwd_trace(f, name, &f->lv[out_level], cur, c);
     }
+    f->nn.level = 0;
     TRY(fwd_conv3x3(f, &f->lv[0], &w->conv_out, &w->conv_norm_out, cfg->eps_resnet, cur, eps));
 #undef TRY
 #undef SWAP
+    nn_profile_eval(&f->nn, 0);
     return FS_OK;
 }
 
@@ -183,8 +198,9 @@ static fs_code setup(fwd *f, const fs_unet *u, const fs_strip_plan *plan, int ra
         return fs_fail(err, FS_ERR_INVALID, "UNet forward: strip %d of a %d-part plan", rank,
                        plan->parts);
     f->cfg = cfg;
-    f->n = n;
-    f->err = err;
+    f->nn.what = "UNet forward";
+    f->nn.n = n;
+    f->nn.err = err;
     f->ctx_len = ctx_len;
     for (int l = 0; l < cfg->levels; l++) {
         fs_code rc = fs_strip_plan_coarsen(plan, 1 << l, &f->plans[l], err);
@@ -225,24 +241,24 @@ fs_code fs_unet_forward(fs_unet *u, fs_comm *comm, const fs_strip_plan *plan, in
     fwd *f = calloc(1, sizeof *f);
     if (!f) return fs_fail(err, FS_ERR_NOMEM, "UNet forward: out of memory");
     fs_code rc = setup(f, u, plan, rank, h, w, n, ctx_len, err);
-    f->comm = comm;
+    f->nn.comm = comm;
     f->context = context;
     f->trace = trace;
     if (!rc) { /* sizing pass */
-        f->dry = 1;
+        f->nn.dry = 1;
         rc = run(f, u, x, t, y, eps);
     }
     if (!rc) {
-        f->dry = 0;
-        f->arena = fs_arena_create(f->peak + 4096, err);
-        if (!f->arena) {
+        f->nn.dry = 0;
+        f->nn.arena = fs_arena_create(f->nn.arena_peak + 4096, err);
+        if (!f->nn.arena) {
             rc = err->code ? err->code : FS_ERR_NOMEM;
             fs_error_prefix(err, "UNet forward (%.1f MB of activations and scratch): ",
-                            (double)f->peak / 1e6);
+                            (double)f->nn.arena_peak / 1e6);
         }
     }
     if (!rc) rc = run(f, u, x, t, y, eps);
-    fs_arena_destroy(f->arena);
+    fs_arena_destroy(f->nn.arena);
     free(f);
     return rc;
 }
@@ -259,11 +275,11 @@ fs_code fs_unet_forward_bytes(const fs_unet *u, const fs_strip_plan *plan, int r
     if (!rc) {
         /* the dry pass reads no tensor: placeholders stand for the inputs */
         static const float none[1];
-        f->dry = 1;
+        f->nn.dry = 1;
         f->context = none;
         rc = run(f, u, none, none, none, (float *)none);
     }
-    *bytes = rc ? 0 : f->peak + 4096;
+    *bytes = rc ? 0 : f->nn.arena_peak + 4096;
     free(f);
     return rc;
 }

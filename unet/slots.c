@@ -267,35 +267,10 @@ fs_code fs_unet_build_slots(fs_unet *u, fs_error *err) {
     return FS_OK;
 }
 
-uint64_t fs_unet_slot_numel(const fs_unet_slot *s) {
-    uint64_t n = 1;
-    for (int d = 0; d < s->ndim; d++) n *= (uint64_t)s->shape[d];
-    return n;
-}
-
-/* Offsets rounded up to 16 floats, so every tensor starts 64-byte aligned. */
-static uint64_t padded(uint64_t n) { return (n + 15) & ~(uint64_t)15; }
+uint64_t fs_unet_slot_numel(const fs_unet_slot *s) { return fs_wslot_numel(s); }
 
 fs_code fs_unet_alloc_weights(fs_unet *u, fs_error *err) {
-    uint64_t total = 0, params = 0;
-    for (size_t i = 0; i < u->nslots; i++) {
-        uint64_t n = fs_unet_slot_numel(&u->slots[i]);
-        total += padded(n);
-        params += n;
-    }
-    if (total > SIZE_MAX / sizeof(float))
-        return fs_fail(err, FS_ERR_NOMEM, "UNet: %llu weights do not fit in memory",
-                       (unsigned long long)total);
     fs_free(u->arena_weights);
-    u->arena_weights = fs_alloc((size_t)total * sizeof(float));
-    if (!u->arena_weights)
-        return fs_fail(err, FS_ERR_NOMEM, "UNet: cannot allocate %.2f GB for %llu weights",
-                       (double)total * sizeof(float) / 1e9, (unsigned long long)params);
-    uint64_t at = 0;
-    for (size_t i = 0; i < u->nslots; i++) {
-        *u->slots[i].dst = u->arena_weights + at;
-        at += padded(fs_unet_slot_numel(&u->slots[i]));
-    }
-    u->info.params = params;
-    return FS_OK;
+    u->arena_weights = NULL;
+    return fs_wslots_alloc(u->slots, u->nslots, "UNet", &u->arena_weights, &u->info.params, err);
 }

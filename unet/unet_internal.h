@@ -5,14 +5,15 @@
 #ifndef FS_UNET_INTERNAL_H
 #define FS_UNET_INTERNAL_H
 
+#include "nn/nn.h"
 #include "unet/unet.h"
 
-/* Linear: w [out][in] (PyTorch layout), b [out] or NULL. */
-typedef struct { float *w, *b; int in, out; } fs_linear_w;
-/* Conv: w OHWI [out][k][k][in], b [out] or NULL (converted from OIHW at load). */
-typedef struct { float *w, *b; int in, out, k; } fs_conv_w;
-/* GroupNorm / LayerNorm affine parameters [c]. */
-typedef struct { float *gamma, *beta; int c; } fs_norm_w;
+/* Linear: w [out][in] (PyTorch layout), b [out] or NULL. Conv: w OHWI
+ * [out][k][k][in], b [out] or NULL (converted from OIHW at load). GroupNorm /
+ * LayerNorm affine parameters [c]. The layouts nn/'s helpers take. */
+typedef nn_linear_w fs_linear_w;
+typedef nn_conv_w fs_conv_w;
+typedef nn_norm_w fs_norm_w;
 
 typedef struct {
     int cin, cout;
@@ -57,17 +58,13 @@ typedef struct fs_unet_weights {
     fs_conv_w conv_out;
 } fs_unet_weights;
 
-/* One weight slot of the binding table: the internal (diffusers) name, the
- * expected PyTorch shape, where the converted floats go, and how. */
-typedef enum { FS_SLOT_PLAIN = 0, FS_SLOT_CONV_OIHW } fs_slot_kind;
-typedef struct {
-    char name[160];
-    int ndim;
-    int64_t shape[4];
-    float **dst;
-    fs_slot_kind kind;
-    const fs_st_tensor *src;     /* bound tensor (set by the loader) */
-} fs_unet_slot;
+/* One weight slot of the binding table (io.h's weight tables): the internal
+ * (diffusers) name, the expected PyTorch shape, where the converted floats
+ * go, and how: as they are, or OIHW convolutions turned OHWI by the loader's
+ * row hook. */
+typedef fs_wslot fs_unet_slot;
+typedef int fs_slot_kind;
+enum { FS_SLOT_PLAIN = FS_WSLOT_PLAIN, FS_SLOT_CONV_OIHW = FS_WSLOT_CUSTOM };
 
 struct fs_unet {
     fs_unet_config config;

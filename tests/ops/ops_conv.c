@@ -5,7 +5,8 @@
  * strips (one-row strips included), each strip given exactly the input rows
  * fs_conv2d_input_rows names (rows outside the map filled with NaN, which
  * must never be read), must give the whole-map bits; so must 1 and 2
- * threads. Also the OIHW -> OHWI weight reorder and refused bad input.
+ * threads. Also the OIHW -> OHWI weight reorder, refused bad input, and the
+ * pad_end mode (padding at the bottom and right only) by hand and on shapes.
  *
  * Tolerance: float sums of K = k*k*cin products (OpenBLAS blocking) against
  * a double reference: error ~ eps * sqrt(K) of a typical output, normalised
@@ -49,8 +50,8 @@ static void conv_strip(const fs_conv2d_desc *whole, const float *x, const float 
     d.x_row0 = r0;
     d.x_rows = r1 - r0;
     float *xs = conv_strip_input(x, whole, r0, r1);
-    int out_h = fs_conv2d_out_size(whole->in_h, whole->k, whole->stride, whole->dil);
-    int out_w = fs_conv2d_out_size(whole->in_w, whole->k, whole->stride, whole->dil);
+    int out_h = fs_conv2d_desc_out_size(whole, whole->in_h);
+    int out_w = fs_conv2d_desc_out_size(whole, whole->in_w);
     size_t orow = (size_t)out_w * whole->cout;
     float *ys = fs_alloc((size_t)whole->n * (size_t)(y1 - y0) * orow * sizeof(float) + 4);
     fs_error err = {0};
@@ -63,13 +64,15 @@ static void conv_strip(const fs_conv2d_desc *whole, const float *x, const float 
     fs_free(ys);
 }
 
-static void conv_case(int n, int in_h, int in_w, int cin, int cout, int k, int stride, int dil,
-                      int with_bias) {
+static void conv_case_pad(int n, int in_h, int in_w, int cin, int cout, int k, int stride, int dil,
+                          int with_bias, int pad_end) {
     char shape[192];
-    snprintf(shape, sizeof shape, "n=%d in=%dx%d cin=%d cout=%d k=%d stride=%d dil=%d bias=%d", n,
-             in_h, in_w, cin, cout, k, stride, dil, with_bias);
-    int out_h = fs_conv2d_out_size(in_h, k, stride, dil);
-    int out_w = fs_conv2d_out_size(in_w, k, stride, dil);
+    snprintf(shape, sizeof shape, "n=%d in=%dx%d cin=%d cout=%d k=%d stride=%d dil=%d bias=%d%s",
+             n, in_h, in_w, cin, cout, k, stride, dil, with_bias, pad_end ? " pad_end" : "");
+    fs_conv2d_desc whole = {n, in_h, in_w, cin, cout, k, stride, dil, 0, in_h, 0, 0, pad_end};
+    int out_h = fs_conv2d_desc_out_size(&whole, in_h);
+    int out_w = fs_conv2d_desc_out_size(&whole, in_w);
+    whole.y_rows = out_h;
     size_t K = (size_t)k * k * cin;
     size_t nx = (size_t)n * in_h * in_w * cin, ny = (size_t)n * out_h * out_w * cout;
     float *x = harness_random(nx, -1.0f, 1.0f);
@@ -77,7 +80,6 @@ static void conv_case(int n, int in_h, int in_w, int cin, int cout, int k, int s
     float *bias = with_bias ? harness_random((size_t)cout, -1.0f, 1.0f) : NULL;
     float *ref = fs_alloc(ny * sizeof(float) + 4), *fast = fs_alloc(ny * sizeof(float) + 4);
     float *strips = fs_alloc(ny * sizeof(float) + 4);
-    fs_conv2d_desc whole = {n, in_h, in_w, cin, cout, k, stride, dil, 0, in_h, 0, out_h};
     fs_error err = {0};
     fs_arena *arena = fs_arena_create(fs_conv2d_scratch_bytes(&whole), &err);
 
@@ -113,6 +115,55 @@ static void conv_case(int n, int in_h, int in_w, int cin, int cout, int k, int s
     fs_free(x); fs_free(w); fs_free(bias); fs_free(ref); fs_free(fast); fs_free(strips);
 }
 
+static void conv_case(int n, int in_h, int in_w, int cin, int cout, int k, int stride, int dil,
+                      int with_bias) {
+    conv_case_pad(n, in_h, in_w, cin, cout, k, stride, dil, with_bias, 0);
+}
+
+/* pad_end (the VAE encoder's downsampler, F.pad(x, (0, 1, 0, 1)) then a
+ * padding-0 stride-2 conv) by hand: output (oy, ox) reads input rows 2oy ..
+ * 2oy+2 and columns 2ox .. 2ox+2, zeros past the bottom / right edge, which
+ * is not what the symmetric padding reads (2oy-1 .. 2oy+1). */
+static void conv_pad_end_by_hand(void) {
+    const int h = 6, w = 5, cin = 2, cout = 3;
+    fs_conv2d_desc d = {1, h, w, cin, cout, 3, 2, 1, 0, h, 0, 0, 1};
+    int oh = fs_conv2d_desc_out_size(&d, h), ow = fs_conv2d_desc_out_size(&d, w);
+    float sizes[4] = {(float)oh, (float)ow, 0, 0}, want_sizes[4] = {3, 2, 0, 1};
+    d.y_row0 = 1;
+    d.y_rows = 2;
+    int r0, r1;
+    fs_conv2d_input_rows(&d, &r0, &r1); /* rows 2 .. 6: one row past the map, none on top */
+    sizes[2] = (float)(r0 - 2);
+    sizes[3] = (float)(r1 - 6);
+    harness_identical("conv2d pad_end sizes", "6x5 stride 2: out 3x2, rows [2, 7)", want_sizes,
+                      sizes, 4);
+    d.y_row0 = 0;
+    d.y_rows = oh;
+    float *x = harness_random((size_t)h * w * cin, -1, 1);
+    float *wt = harness_random((size_t)cout * 9 * cin, -1, 1), *bias = harness_random(cout, -1, 1);
+    float y[3 * 2 * 3], want[3 * 2 * 3];
+    for (int oy = 0; oy < oh; oy++)
+        for (int ox = 0; ox < ow; ox++)
+            for (int co = 0; co < cout; co++) {
+                double s = bias[co];
+                for (int ky = 0; ky < 3; ky++)
+                    for (int kx = 0; kx < 3; kx++)
+                        for (int ci = 0; ci < cin; ci++) {
+                            int iy = 2 * oy + ky, ix = 2 * ox + kx;
+                            if (iy < h && ix < w)
+                                s += (double)x[(iy * w + ix) * cin + ci] *
+                                     wt[((co * 3 + ky) * 3 + kx) * cin + ci];
+                        }
+                want[(oy * ow + ox) * cout + co] = (float)s;
+            }
+    fs_conv2d_ref(&d, x, wt, bias, y);
+    harness_compare("conv2d_ref pad_end", "by hand, 6x5 cin=2 cout=3", want, y, 18, 1e-6);
+    fs_error err = {0};
+    fs_conv2d(&d, x, wt, bias, y, NULL, &err);
+    harness_compare("conv2d pad_end", "by hand, 6x5 cin=2 cout=3", want, y, 18, 1e-5);
+    fs_free(x); fs_free(wt); fs_free(bias);
+}
+
 /* PyTorch OIHW -> OHWI by index, and a conv with reordered weights. */
 static void conv_weight_layout(void) {
     int cout = 3, cin = 5, k = 3;
@@ -136,11 +187,11 @@ static void conv_sizes_and_errors(void) {
     got[1] = (float)fs_conv2d_out_size(64, 3, 2, 1);
     got[2] = (float)fs_conv2d_out_size(63, 3, 2, 4);
     int r0, r1;
-    fs_conv2d_desc d = {1, 64, 64, 4, 4, 3, 1, 2, 0, 64, 10, 50}; /* rows 10..59, halo 2 */
+    fs_conv2d_desc d = {1, 64, 64, 4, 4, 3, 1, 2, 0, 64, 10, 50, 0}; /* rows 10..59, halo 2 */
     fs_conv2d_input_rows(&d, &r0, &r1);
     got[3] = (float)r0;
     got[4] = (float)r1;
-    fs_conv2d_desc s2 = {1, 64, 64, 4, 4, 3, 2, 1, 0, 64, 6, 6}; /* stride 2: rows 11..23 */
+    fs_conv2d_desc s2 = {1, 64, 64, 4, 4, 3, 2, 1, 0, 64, 6, 6, 0}; /* stride 2: rows 11..23 */
     fs_conv2d_input_rows(&s2, &r0, &r1);
     got[5] = (float)r0;
     got[6] = (float)r1;
@@ -150,7 +201,7 @@ static void conv_sizes_and_errors(void) {
     /* refused input */
     float buf[64] = {0}, out[64];
     fs_error err = {0};
-    fs_conv2d_desc bad = {1, 4, 4, 1, 1, 5, 1, 1, 0, 4, 0, 4};
+    fs_conv2d_desc bad = {1, 4, 4, 1, 1, 5, 1, 1, 0, 4, 0, 4, 0};
     float codes[5], wantc[5] = {FS_ERR_UNSUPPORTED, FS_ERR_UNSUPPORTED, FS_ERR_RANGE, FS_ERR_RANGE,
                                 FS_ERR_NOMEM};
     codes[0] = (float)fs_conv2d(&bad, buf, buf, NULL, out, NULL, &err);
@@ -171,6 +222,13 @@ static void conv_sizes_and_errors(void) {
 void ops_cases_conv(void) {
     conv_weight_layout();
     conv_sizes_and_errors();
+    conv_pad_end_by_hand();
+    /* pad_end: even and odd maps, 3x3 stride 2 (the VAE's) and stride 1, 1x1 */
+    conv_case_pad(1, 8, 8, 4, 8, 3, 2, 1, 1, 1);
+    conv_case_pad(2, 9, 7, 5, 70, 3, 2, 1, 1, 1);
+    conv_case_pad(1, 16, 33, 12, 66, 3, 2, 1, 0, 1);
+    conv_case_pad(1, 7, 5, 3, 4, 3, 1, 2, 1, 1);
+    conv_case_pad(1, 6, 6, 3, 4, 1, 2, 1, 1, 1);
     /* fixed shapes: widths 1/3/7/33, both GEMM orientations (cout < 64 and
      * >= 64), 1x1 (direct-input tiles), wide maps cut into column tiles */
     conv_case(1, 5, 1, 3, 5, 3, 1, 1, 1);
@@ -184,6 +242,9 @@ void ops_cases_conv(void) {
     conv_case(1, 4, 700, 5, 66, 3, 2, 3, 1);
     conv_case(1, 16, 16, 320, 320, 3, 1, 1, 1);
     conv_case(1, 33, 9, 4, 64, 3, 1, 4, 1);
+    /* wide outputs: several column blocks of output channels, uneven last */
+    conv_case(1, 6, 5, 8, 700, 3, 1, 1, 1);
+    conv_case(2, 4, 9, 3, 1000, 1, 1, 1, 1);
     /* random shapes over every stride / dilation */
     for (int i = 0; i < 16; i++) {
         static const int widths[] = {1, 2, 3, 5, 7, 8, 16, 31, 33, 47};

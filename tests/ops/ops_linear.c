@@ -67,6 +67,37 @@ static void linear_case(size_t m, int k, int nout, int with_bias, int64_t m0) {
     fs_free(x); fs_free(w); fs_free(b); fs_free(ref); fs_free(fast); fs_free(part);
 }
 
+/* fs_linear_whole (a matrix every rank holds whole: one tile of m rows, or
+ * 256-row tiles above FS_LINEAR_WHOLE_MAX) against the reference, and the
+ * same bits on 1 and 2 threads. */
+static void linear_whole_case(size_t m, int k, int nout, int with_bias) {
+    char shape[160];
+    snprintf(shape, sizeof shape, "whole m=%zu k=%d nout=%d bias=%d", m, k, nout, with_bias);
+    float *x = harness_random(m * (size_t)k, -1.0f, 1.0f);
+    float *w = harness_random((size_t)nout * k, -1.0f, 1.0f);
+    float *b = with_bias ? harness_random((size_t)nout, -1.0f, 1.0f) : NULL;
+    size_t ny = m * (size_t)nout;
+    float *ref = fs_alloc(ny * sizeof(float) + 4), *fast = fs_alloc(ny * sizeof(float) + 4);
+    float *part = fs_alloc(ny * sizeof(float) + 4);
+    fs_error err = {0};
+    fs_arena *arena = fs_arena_create(fs_linear_whole_scratch_bytes(m, k, nout) + 64, &err);
+    fs_linear_ref(x, ref, m, k, nout, w, b);
+    memset(fast, 0xff, ny * sizeof(float));
+    if (fs_linear_whole(x, fast, m, k, nout, w, b, arena, &err) != FS_OK)
+        fprintf(stderr, "linear whole [%s]: %s\n", shape, err.msg);
+    harness_compare("linear whole", shape, ref, fast, ny, linear_tol(k));
+    int saved = fs_threads_count();
+    for (int t = 1; t <= 2; t++) {
+        fs_threads_init(t);
+        memset(part, 0xff, ny * sizeof(float));
+        fs_linear_whole(x, part, m, k, nout, w, b, NULL, &err);
+        harness_identical("linear whole threads", shape, fast, part, ny);
+    }
+    fs_threads_init(saved);
+    fs_arena_destroy(arena);
+    fs_free(x); fs_free(w); fs_free(b); fs_free(ref); fs_free(fast); fs_free(part);
+}
+
 /* Bad input is refused with a message, not a crash. */
 static void linear_errors(void) {
     float one = 1.0f, out = 0.0f;
@@ -89,6 +120,13 @@ void ops_cases_linear(void) {
     linear_case(300, 320, 320, 1, 200);
     linear_case(513, 1280, 96, 1, 511);
     linear_case(64, 2048, 40, 0, 7);
+    /* wide outputs: several column blocks (fs_gemm_col_block), uneven last */
+    linear_case(300, 24, 1300, 1, 100);
+    linear_case(257, 16, 700, 0, 0);
+    linear_case(40, 8, 10240, 1, 3);
+    linear_whole_case(154, 64, 1280, 1);
+    linear_whole_case(77, 33, 650, 0);
+    linear_whole_case(1100, 8, 48, 1);
     /* random shapes */
     for (int i = 0; i < 14; i++) {
         size_t m = (size_t)harness_int(1, 700);
