@@ -11,7 +11,7 @@
 #include "kernels/kernels.h"
 #include "worker/worker.h"
 
-#define FS_VERSION "0.1.0"
+
 
 static void usage(FILE *f) {
     fprintf(f,

@@ -1,5 +1,5 @@
 /* io: files from users and for users. safetensors (mmap, validated before use);
- * later the checkpoint layouts, HDF5 checkpoints and PNG. */
+ * weight tables, the checkpoint layouts, PNG; later HDF5 checkpoints. */
 #ifndef FS_IO_H
 #define FS_IO_H
 
@@ -141,6 +141,46 @@ fs_code fs_diffusers_component(const char *path, const char *subfolder,
                                const char *const *files, const char *model, char *config,
                                char *weights, size_t cap, fs_error *err);
 int fs_is_file(const char *path);
+
+
+/* ---------------------------------------------------------------- PNG (io/png.c, libpng)
+ * Writer: 8-bit RGB (channels 3) or grey (1), rows streamed top to bottom so
+ * an image far larger than memory can be written from gathered strips. It
+ * writes <path>.tmp.<pid> and renames it over path only in fs_png_finish: a
+ * failed or aborted render never replaces a good image. text_kv: key, value,
+ * ..., NULL: tEXt chunks (iTXt when the value is not Latin-1), written before
+ * the image data as other SDXL tools do ("parameters", "prompt", ...). */
+typedef struct fs_png_writer fs_png_writer;
+fs_code fs_png_create(const char *path, int width, int height, int channels,
+                      const char *const *text_kv, fs_png_writer **out, fs_error *err);
+/* count rows of width * channels bytes each. */
+fs_code fs_png_write_rows(fs_png_writer *w, const uint8_t *rows, int count, fs_error *err);
+/* All height rows must have been written; then the file is renamed into place. */
+fs_code fs_png_finish(fs_png_writer *w, fs_error *err);
+/* Drops the temporary file (safe on NULL, and after a failed call). */
+void fs_png_abort(fs_png_writer *w);
+
+/* diffusers' postprocess: u8 = round(clamp(x / 2 + 0.5, 0, 1) * 255) for n
+ * values of an image in [-1, 1]. */
+void fs_image_to_u8(const float *x, size_t n, uint8_t *out);
+/* The inverse diffusers applies to an input image: x = u8 / 255 * 2 - 1. */
+void fs_image_from_u8(const uint8_t *u8, size_t n, float *out);
+
+/* Reader (input images, masks): any PNG libpng reads (palette, grey, 16-bit,
+ * alpha, interlaced) converted to 8-bit with `channels` = 3 (RGB; grey
+ * replicated, alpha dropped over nothing) or 1 (grey: luminance as
+ * libpng's rgb_to_gray, alpha dropped). *pixels is malloc'ed ([h][w][ch]).
+ * Refuses images over max_pixels (0: 2^31) before allocating. Errors name
+ * the file and libpng's reason; never longjmp out to the caller. */
+fs_code fs_png_read(const char *path, int channels, uint64_t max_pixels, uint8_t **pixels,
+                    int *width, int *height, fs_error *err);
+fs_code fs_png_read_mem(const void *buf, size_t len, const char *label, int channels,
+                        uint64_t max_pixels, uint8_t **pixels, int *width, int *height,
+                        fs_error *err);
+/* The text chunks of a PNG as key, value, ..., NULL (malloc'ed strings and
+ * array: free with fs_png_text_free). */
+fs_code fs_png_read_text(const char *path, char ***kv, fs_error *err);
+void fs_png_text_free(char **kv);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,93 @@
+/* jobs: the job file. A YAML document (libyaml) becomes a validated fs_job;
+ * every error names the file, the line and the column (1-based) and says
+ * what was expected. The struct is flat (fixed-size strings, no pointers) so
+ * rank 0 can broadcast it as bytes and a checkpoint can hash it.
+ *
+ * Keys (spec/freescale.md section 11 gives the defaults):
+ *   model:            SGM .safetensors file or diffusers folder; absent or
+ *                     "default": the embedded tiny model (pictures are noise)
+ *   prompt:           string (required)
+ *   negative_prompt:  string; absent or "" = none (SDXL's zero branch)
+ *   seed:             integer >= 0                          (0)
+ *   steps:            integer 1..1000                       (50)
+ *   guidance:         number 0..100 (CFG scale)             (7.5)
+ *   scheduler:        euler | ddim                          (euler)
+ *   size:             [width, height] or {width:, height:} or a single
+ *                     integer for a square; multiples of 64, 64..65536
+ *                                                           (1024 x 1024)
+ *   output:           PNG path                              (out.png)
+ *   precision:        fp32 | fp16 | bf16: the values the weights are rounded
+ *                     to after loading (fp16 = what a half-precision
+ *                     pipeline holds); compute is fp32      (fp32)
+ *   noise:            a .safetensors file with tensor "noise" [1, 4, h/8, w/8]
+ *                     (F32, NCHW as diffusers' `latents=` argument, before the
+ *                     scheduler's init_noise_sigma): initial noise instead of
+ *                     the seeded counter-based RNG
+ *   original_size, target_size: [width, height]      (the output size)
+ *   crop: [left, top]                                   ([0, 0])
+ *   vae_tiling:       bool: diffusers' tiled VAE instead of exact strips (false)
+ *
+ * Unknown keys are errors that suggest the nearest known key. */
+#ifndef FS_JOBS_H
+#define FS_JOBS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "core/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FS_JOB_PATH_MAX 1024
+#define FS_JOB_TEXT_MAX 4096   /* prompt bytes + 1 */
+
+typedef enum { FS_SCHED_EULER = 0, FS_SCHED_DDIM = 1 } fs_scheduler_kind;
+
+typedef struct fs_job {
+    char source[FS_JOB_PATH_MAX];      /* the job file ("<string>" or "--set" for others) */
+    char model[FS_JOB_PATH_MAX];       /* "" = the embedded default model */
+    char prompt[FS_JOB_TEXT_MAX];
+    char negative_prompt[FS_JOB_TEXT_MAX];   /* "" = none */
+    uint64_t seed;
+    int steps;
+    float guidance;
+    fs_scheduler_kind scheduler;
+    int width, height;                 /* pixels, multiples of 64 */
+    char output[FS_JOB_PATH_MAX];
+    fs_dtype precision;                /* FS_DTYPE_F32, FS_DTYPE_F16, FS_DTYPE_BF16 */
+    char noise[FS_JOB_PATH_MAX];       /* "" = seeded RNG */
+    int orig_width, orig_height;       /* micro-conditioning; set from size when absent */
+    int target_width, target_height;
+    int crop_left, crop_top;
+    int vae_tiling;
+} fs_job;
+
+/* The defaults above (prompt empty: a job must set it). */
+void fs_job_defaults(fs_job *job);
+
+/* Reads and validates a job file. Errors: "job.yaml:3:5: unknown key
+ * 'stpes' (did you mean 'steps'?)"; wrong type, out of range, missing
+ * required key, duplicate key, a model or noise path that does not exist
+ * (relative paths are taken relative to the job file's folder and stored
+ * resolved), malformed YAML (libyaml's message with its position). */
+fs_code fs_job_load(const char *path, fs_job *job, fs_error *err);
+/* The same from a buffer; label names it in errors; relative paths are
+ * taken relative to base_dir (NULL: the current directory). */
+fs_code fs_job_parse(const char *text, size_t len, const char *label, const char *base_dir,
+                     fs_job *job, fs_error *err);
+/* Command-line override "key=value" (value parsed as YAML, e.g.
+ * steps=20, size=[512,768], prompt="a cat"), applied after loading and
+ * validated like the file's keys; errors name "--set key". */
+fs_code fs_job_set(fs_job *job, const char *assignment, fs_error *err);
+/* Cross-key checks after all overrides (required keys present, sizes
+ * consistent); fs_job_load runs it, call it again after fs_job_set. */
+fs_code fs_job_validate(const fs_job *job, fs_error *err);
+/* The job as YAML (every key, resolved), for logs and PNG text chunks. */
+size_t fs_job_to_yaml(const fs_job *job, char *buf, size_t cap);
+const char *fs_scheduler_name(fs_scheduler_kind k);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
