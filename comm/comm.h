@@ -29,6 +29,19 @@ fs_code fs_comm_bcast(fs_comm *comm, void *buf, size_t bytes, int root, fs_error
 fs_code fs_comm_gather_bytes(fs_comm *comm, const void *mine, size_t bytes, void *all, int root,
                              fs_error *err);
 
+/* Every rank's *value replaced by the largest over all ranks (error and stop
+ * agreement between phases: a rank that failed still takes part, so nobody
+ * waits forever in the next collective). */
+fs_code fs_comm_allreduce_max_int(fs_comm *comm, int *value, fs_error *err);
+
+/* Point to point (rank 0 collecting image strips to write them in order):
+ * any size (sent in pieces of at most 1 GiB), matched by tag. Counted as
+ * gather traffic. */
+fs_code fs_comm_send_bytes(fs_comm *comm, const void *buf, size_t bytes, int dest, int tag,
+                           fs_error *err);
+fs_code fs_comm_recv_bytes(fs_comm *comm, void *buf, size_t bytes, int src, int tag,
+                           fs_error *err);
+
 /* ---------------------------------------------------------------- strip plan
  * A map of h rows cut into `parts` strips, boundaries on multiples of `align`
  * (the last boundary is h), sizes as even as the alignment allows (the first

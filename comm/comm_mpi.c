@@ -176,6 +176,48 @@ fs_code fs_comm_gather_bytes(fs_comm *c, const void *mine, size_t bytes, void *a
     return FS_OK;
 }
 
+fs_code fs_comm_allreduce_max_int(fs_comm *c, int *value, fs_error *err)
+{
+    if (!c) return FS_OK;   /* one process */
+    int in = *value;
+    int rc = MPI_Allreduce(&in, value, 1, MPI_INT, MPI_MAX, c->comm);
+    if (rc != MPI_SUCCESS) return mpi_fail(err, rc, c->rank, "MPI_Allreduce");
+    count(c, FS_TRAFFIC_REDUCE, sizeof in, sizeof in);
+    return FS_OK;
+}
+
+fs_code fs_comm_send_bytes(fs_comm *c, const void *buf, size_t bytes, int dest, int tag,
+                           fs_error *err)
+{
+    if (!c || dest < 0 || dest >= c->size)
+        return fs_fail(err, FS_ERR_INVALID, "comm send: no rank %d", dest);
+    const size_t piece = (size_t)1 << 30;
+    for (size_t at = 0; at < bytes || (bytes == 0 && at == 0); at += piece) {
+        size_t k = bytes - at < piece ? bytes - at : piece;
+        int rc = MPI_Send((const char *)buf + at, (int)k, MPI_BYTE, dest, tag, c->comm);
+        if (rc != MPI_SUCCESS) return mpi_fail(err, rc, c->rank, "MPI_Send");
+        if (bytes == 0) break;
+    }
+    count(c, FS_TRAFFIC_GATHER, bytes, 0);
+    return FS_OK;
+}
+
+fs_code fs_comm_recv_bytes(fs_comm *c, void *buf, size_t bytes, int src, int tag, fs_error *err)
+{
+    if (!c || src < 0 || src >= c->size)
+        return fs_fail(err, FS_ERR_INVALID, "comm recv: no rank %d", src);
+    const size_t piece = (size_t)1 << 30;
+    for (size_t at = 0; at < bytes || (bytes == 0 && at == 0); at += piece) {
+        size_t k = bytes - at < piece ? bytes - at : piece;
+        int rc = MPI_Recv((char *)buf + at, (int)k, MPI_BYTE, src, tag, c->comm,
+                          MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS) return mpi_fail(err, rc, c->rank, "MPI_Recv");
+        if (bytes == 0) break;
+    }
+    count(c, FS_TRAFFIC_GATHER, 0, bytes);
+    return FS_OK;
+}
+
 /* ---------------------------------------------------------------- traffic */
 
 const char *fs_traffic_name(fs_traffic_kind kind)

@@ -18,16 +18,21 @@ static void usage(FILE *f) {
             "usage: freescale <command> [options]\n"
             "\n"
             "commands:\n"
+            "  render JOB.yaml [--set key=value ...] [--stats] [--progress bar|lines|none]\n"
+            "        the job's prompt to a PNG (run it under mpirun for several ranks: same pixels);\n"
+            "        with no model in the job, a tiny built-in model whose pictures are noise\n"
             "  inspect MODEL [--all]   a model (SGM .safetensors or diffusers folder): components,\n"
             "        dtypes, parameter counts, UNet configuration and binding (no weight read);\n"
             "        any other .safetensors file: tensors, dtypes, shapes, parameter count\n"
+            "  validate JOB.yaml [--set key=value ...]\n"
+            "        reads and checks a job file (see jobs/example.yaml) and prints the resolved job\n"
             "  check [--size H] [--channels C] [--dilation D] [--seed S]\n"
             "        a GroupNorm+SiLU+3x3-conv block on row strips (run it under mpirun),\n"
             "        compared bit for bit with the whole map; prints time and traffic\n"
             "  version\n"
             "\n"
-            "The render command (prompt -> PNG) is not built yet: this release is the\n"
-            "engine's foundation (ops, MPI strips, safetensors).\n");
+            "Real pictures need SDXL base 1.0 weights: set `model:` in the job to\n"
+            "sd_xl_base_1.0.safetensors or to the diffusers folder.\n");
 }
 
 static int parse_int(const char *opt, const char *val, int lo, int hi, int *out) {
@@ -104,6 +109,8 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(cmd, "inspect")) return cmd_inspect(argc - 2, argv + 2);
+    if (!strcmp(cmd, "render")) return cmd_render(argc - 2, argv + 2);
+    if (!strcmp(cmd, "validate")) return cmd_validate(argc - 2, argv + 2);
     if (!strcmp(cmd, "check")) return cmd_check(argc - 2, argv + 2);
     fprintf(stderr, "freescale: unknown command '%s'\n\n", cmd);
     usage(stderr);

@@ -131,6 +131,10 @@ fs_code fs_wslots_foreach_piece(const fs_wslot *slots, size_t n, fs_wslot_piece_
  * *dst; custom may be NULL when no slot is FS_WSLOT_CUSTOM. */
 fs_code fs_wslots_load(const fs_wslot *slots, size_t n, const fs_safetensors *st,
                        fs_wslot_rows_fn custom, const char *model, fs_error *err);
+/* Rounds every slot's loaded floats to the nearest value of dt (F16 or BF16,
+ * round to nearest even; F32: nothing): the weights a half-precision pipeline
+ * holds, computed on in float32. */
+fs_code fs_wslots_round(const fs_wslot *slots, size_t n, fs_dtype dt, fs_error *err);
 
 /* ---------------------------------------------------------------- diffusers folders
  * A diffusers component: path is a pipeline folder holding subfolder/ (e.g.
@@ -157,7 +161,10 @@ fs_code fs_png_create(const char *path, int width, int height, int channels,
 fs_code fs_png_write_rows(fs_png_writer *w, const uint8_t *rows, int count, fs_error *err);
 /* All height rows must have been written; then the file is renamed into place. */
 fs_code fs_png_finish(fs_png_writer *w, fs_error *err);
-/* Drops the temporary file (safe on NULL, and after a failed call). */
+/* Drops the temporary file (safe on NULL, and after a failed call). A failed
+ * fs_png_write_rows / fs_png_finish has already removed the temporary; the
+ * writer then only needs fs_png_abort to be freed. A successful
+ * fs_png_finish frees the writer itself. */
 void fs_png_abort(fs_png_writer *w);
 
 /* diffusers' postprocess: u8 = round(clamp(x / 2 + 0.5, 0, 1) * 255) for n

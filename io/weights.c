@@ -277,3 +277,20 @@ fs_code fs_diffusers_component(const char *path, const char *subfolder,
         at += (size_t)snprintf(list + at, sizeof list - at, "%s%s", i ? " or " : "", files[i]);
     return fs_fail(err, FS_ERR_IO, "%s: no %s (only safetensors weights are read)", dir, list);
 }
+
+fs_code fs_wslots_round(const fs_wslot *slots, size_t n, fs_dtype dt, fs_error *err) {
+    if (dt != FS_DTYPE_F32 && dt != FS_DTYPE_F16 && dt != FS_DTYPE_BF16)
+        return fs_fail(err, FS_ERR_UNSUPPORTED, "weight precision %s: only F32, F16, BF16",
+                       fs_dtype_name(dt));
+    if (dt == FS_DTYPE_F32) return FS_OK;
+    for (size_t i = 0; i < n; i++) {
+        float *w = slots[i].dst ? *slots[i].dst : NULL;
+        if (!w) return fs_fail(err, FS_ERR_INVALID, "%s: weights not loaded", slots[i].name);
+        uint64_t m = fs_wslot_numel(&slots[i]);
+        if (dt == FS_DTYPE_F16)
+            for (uint64_t k = 0; k < m; k++) w[k] = fs_f16_to_f32(fs_f32_to_f16(w[k]));
+        else
+            for (uint64_t k = 0; k < m; k++) w[k] = fs_bf16_to_f32(fs_f32_to_bf16(w[k]));
+    }
+    return FS_OK;
+}

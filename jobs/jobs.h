@@ -27,7 +27,34 @@
  *   crop: [left, top]                                   ([0, 0])
  *   vae_tiling:       bool: diffusers' tiled VAE instead of exact strips (false)
  *
- * Unknown keys are errors that suggest the nearest known key. */
+ * Unknown keys are errors that suggest the nearest known key.
+ *
+ * Reading rules (the same for the file and for --set):
+ *   - one YAML document, a mapping at the top; at most 1 MiB, 10000 nodes,
+ *     32 levels; anchors and aliases work (an alias shares the node, never
+ *     copies it); tags other than the standard !!str/!!int/... are refused
+ *   - integers are plain decimal digits (no 0x, no 1_000, no leading zeros,
+ *     which YAML 1.1 reads as octal); a quoted "20" is a string, not 20
+ *   - booleans: true/false/yes/no (any case)
+ *   - strings: UTF-8 without NUL; prompt <= FS_JOB_TEXT_MAX-1 bytes, paths
+ *     <= FS_JOB_PATH_MAX-1; null (or "") is "none" for negative_prompt,
+ *     noise and model (= default)
+ *   - model and noise are checked to exist (noise: a regular file) and are
+ *     stored absolute (realpath), so a job means the same files from any
+ *     directory; output is kept as written (relative to the directory the
+ *     render runs in) and not checked
+ *   - original_size / target_size left out of the file are set to the size.
+ *     fs_job_set("size=...") moves each of them along when it equals the
+ *     size before the change (i.e. it was following the size); one that
+ *     differs was chosen and stays. So --set original_size=... after
+ *     --set size=... pins it, and after validate the fields are concrete.
+ *
+ * Error codes: FS_ERR_FORMAT malformed YAML, a second document, top level
+ * not a mapping, caps exceeded; FS_ERR_INVALID unknown key, duplicate key,
+ * wrong type, unknown enum value, missing prompt, NUL or bad UTF-8;
+ * FS_ERR_RANGE a well-formed value out of range or too long; FS_ERR_IO a
+ * model/noise path that does not exist or the job file cannot be read.
+ * On an error from fs_job_set the job is unchanged. */
 #ifndef FS_JOBS_H
 #define FS_JOBS_H
 
@@ -63,7 +90,9 @@ typedef struct fs_job {
     int vae_tiling;
 } fs_job;
 
-/* The defaults above (prompt empty: a job must set it). */
+/* The defaults above (prompt empty: a job must set it); every byte not
+ * set is zero (string tails, padding), so equal jobs compare equal with
+ * memcmp and hash the same. source is "--set". */
 void fs_job_defaults(fs_job *job);
 
 /* Reads and validates a job file. Errors: "job.yaml:3:5: unknown key
@@ -78,12 +107,20 @@ fs_code fs_job_parse(const char *text, size_t len, const char *label, const char
                      fs_job *job, fs_error *err);
 /* Command-line override "key=value" (value parsed as YAML, e.g.
  * steps=20, size=[512,768], prompt="a cat"), applied after loading and
- * validated like the file's keys; errors name "--set key". */
+ * validated like the file's keys; errors name "--set key" ("--set steps:
+ * expected an integer 1..1000, got '0'"). The string keys (prompt,
+ * negative_prompt, model, noise, output) take the rest of the argument as
+ * it is, ": " and "#" included, unless it starts with a quote (' or "):
+ * then it is read as a YAML string (escapes work). Relative paths start at
+ * the current directory. */
 fs_code fs_job_set(fs_job *job, const char *assignment, fs_error *err);
 /* Cross-key checks after all overrides (required keys present, sizes
  * consistent); fs_job_load runs it, call it again after fs_job_set. */
 fs_code fs_job_validate(const fs_job *job, fs_error *err);
-/* The job as YAML (every key, resolved), for logs and PNG text chunks. */
+/* The job as YAML (every key, resolved), for logs and PNG text chunks;
+ * fs_job_parse reads it back to the same bytes (source aside, which is the
+ * label given). Returns the length of the whole text (like snprintf); buf
+ * gets at most cap-1 bytes and a NUL (buf may be NULL when cap is 0). */
 size_t fs_job_to_yaml(const fs_job *job, char *buf, size_t cap);
 const char *fs_scheduler_name(fs_scheduler_kind k);
 

@@ -48,12 +48,16 @@ float fs_schedule_input_scale(const fs_schedule *s, int i);
 void fs_sampler_cfg(const float *eps_uncond, const float *eps_cond, float guidance, size_t n,
                     float *eps);
 
-/* One step from step i to i+1 on n elements of x (in place). */
+/* One step from step i to i+1 on n elements of x (in place). Euler runs
+ * diffusers' float32 operations in its order (x0 = x - sigma*eps, d = (x -
+ * x0)/sigma, x + d*dt), not the simplified x + dt*eps, which differs in the
+ * last bits (sampler/step.c). An i outside 0..steps-1 leaves x alone. */
 void fs_sampler_step(const fs_schedule *s, int i, float *x, const float *eps, size_t n);
 
 /* Initial latent strip: rows [row0, row0 + rows) of an h x w x 4 latent
  * (NHWC), value (y, x, c) = init_sigma * fs_rng_normal(seed, FS_STREAM_NOISE,
- * (y * w + x) * 4 + c): the same numbers whatever the split. */
+ * (y * w + x) * 4 + c): the same numbers whatever the split. (For another
+ * channel count c the index is (y * w + x) * c + ch.) */
 #define FS_STREAM_NOISE 1
 void fs_sampler_init_noise(const fs_schedule *s, uint64_t seed, int h, int w, int c, int row0,
                            int rows, float *x);

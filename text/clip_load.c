@@ -539,3 +539,8 @@ void fs_clip_free(fs_clip *m) {
     if (m->st) fs_safetensors_close(m->st);
     free(m);
 }
+
+fs_code fs_clip_round_weights(fs_clip *m, fs_dtype dt, fs_error *err) {
+    if (!m->block) return fs_fail(err, FS_ERR_INVALID, "text encoder: weights not loaded");
+    return fs_wslots_round(m->slots, m->nslots, dt, err);
+}

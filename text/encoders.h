@@ -73,6 +73,9 @@ fs_code fs_clip_load_weights(fs_clip *m, fs_error *err);
 /* An encoder with deterministic random weights (tests, benchmarks). */
 fs_code fs_clip_create_random(const fs_clip_config *cfg, uint64_t seed, fs_clip **out,
                               fs_error *err);
+/* Rounds the loaded weights to dt's precision (F32: no change; F16, BF16:
+ * what a half-precision pipeline computes with). */
+fs_code fs_clip_round_weights(fs_clip *m, fs_dtype dt, fs_error *err);
 const fs_clip_info *fs_clip_get_info(const fs_clip *m);
 void fs_clip_free(fs_clip *m);
 

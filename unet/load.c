@@ -232,3 +232,8 @@ void fs_unet_free(fs_unet *u) {
     if (u->st) fs_safetensors_close(u->st);
     free(u);
 }
+
+fs_code fs_unet_round_weights(fs_unet *u, fs_dtype dt, fs_error *err) {
+    if (!u->arena_weights) return fs_fail(err, FS_ERR_INVALID, "UNet: weights not loaded");
+    return fs_wslots_round(u->slots, u->nslots, dt, err);
+}

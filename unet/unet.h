@@ -64,6 +64,9 @@ typedef struct fs_unet_info {
 fs_code fs_unet_open(const char *path, fs_unet **out, fs_error *err);
 /* Reads and converts the weights to f32 (OHWI for convolutions). */
 fs_code fs_unet_load_weights(fs_unet *u, fs_error *err);
+/* Rounds the loaded weights to dt's precision (F32: no change; F16, BF16:
+ * what a half-precision pipeline computes with). */
+fs_code fs_unet_round_weights(fs_unet *u, fs_dtype dt, fs_error *err);
 const fs_unet_info *fs_unet_get_info(const fs_unet *u);
 void fs_unet_free(fs_unet *u);
 /* Tiny or full UNet with deterministic random weights (benchmarks, the

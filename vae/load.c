@@ -368,3 +368,8 @@ void fs_vae_free(fs_vae *v) {
     if (v->st) fs_safetensors_close(v->st);
     free(v);
 }
+
+fs_code fs_vae_round_weights(fs_vae *v, fs_dtype dt, fs_error *err) {
+    if (!v->block) return fs_fail(err, FS_ERR_INVALID, "VAE: weights not loaded");
+    return fs_wslots_round(v->slots, v->nslots, dt, err);
+}

@@ -80,6 +80,9 @@ fs_code fs_vae_load_weights(fs_vae *v, fs_error *err);
  * ~ N(0, 1/fan_in), norms gamma 1 + 0.05 N, beta 0.05 N, biases 0.02 N. */
 fs_code fs_vae_create_random(const fs_vae_config *cfg, uint64_t seed, fs_vae **out,
                              fs_error *err);
+/* Rounds the loaded weights to dt's precision (F32: no change; F16, BF16:
+ * what a half-precision pipeline computes with). */
+fs_code fs_vae_round_weights(fs_vae *v, fs_dtype dt, fs_error *err);
 const fs_vae_info *fs_vae_get_info(const fs_vae *v);
 void fs_vae_free(fs_vae *v);
 

@@ -1,11 +1,79 @@
-/* worker: what every rank runs on its strip. Today: the distributed
- * exactness check (a GroupNorm + SiLU + 3x3 convolution block on strips,
- * compared bit for bit with the whole-map result). The sampler loop and the
- * network calls of a render stage come here next. */
+/* worker: what every rank runs on its strip: a render (text conditioning,
+ * the sampler loop over the UNet, the VAE decode of its strip), the model
+ * bundle it runs, and the distributed exactness check (a GroupNorm + SiLU +
+ * 3x3 convolution block compared bit for bit with the whole map).
+ * The worker knows nothing of YAML or of output files: it takes a validated
+ * fs_job and hands image rows to the coordinator's callback. */
 #ifndef FS_WORKER_H
 #define FS_WORKER_H
 #include "comm/comm.h"
 #include "core/core.h"
+#include "jobs/jobs.h"
+#include "text/text.h"
+#include "unet/unet.h"
+#include "vae/vae.h"
+
+/* ---------------------------------------------------------------- models
+ * The networks of one SDXL model, opened (bound, no weights read) up front so
+ * a bad path or a missing tensor fails before any work, and loaded one phase
+ * at a time so the peak holds one network: the text encoders for the
+ * conditioning, then the UNet for the loop, then the VAE. */
+typedef struct fs_models fs_models;
+
+/* path: an SGM single file or a diffusers folder; NULL or "": the embedded
+ * default, a tiny SDXL-architecture model (both tiny text encoders on the
+ * real CLIP tokenizer, a tiny UNet and VAE) with deterministic weights from
+ * a fixed seed. Its pictures are not meaningful: it exists so the whole
+ * pipeline runs in seconds anywhere. precision: the weights are rounded to it
+ * after loading (FS_DTYPE_F32 / F16 / BF16). */
+fs_code fs_models_open(const char *path, fs_dtype precision, fs_models **out, fs_error *err);
+void fs_models_free(fs_models *m);
+int fs_models_embedded(const fs_models *m);
+const char *fs_models_describe(const fs_models *m);   /* one line for logs */
+/* Load (or build) a phase's networks; drop frees their weights. */
+fs_code fs_models_text(fs_models *m, fs_clip **clip_l, fs_clip **clip_g, fs_tokenizer **tok_l,
+                       fs_tokenizer **tok_g, fs_error *err);
+void fs_models_drop_text(fs_models *m);
+fs_code fs_models_unet(fs_models *m, fs_unet **unet, fs_error *err);
+void fs_models_drop_unet(fs_models *m);
+fs_code fs_models_vae(fs_models *m, fs_vae **vae, fs_error *err);
+void fs_models_drop_vae(fs_models *m);
+/* The embedded default's configurations (tests, benchmarks). */
+fs_unet_config fs_models_embedded_unet_config(void);
+fs_vae_config fs_models_embedded_vae_config(void);
+fs_clip_config fs_models_embedded_clip_config(int which);
+
+/* ---------------------------------------------------------------- render
+ * Collective: every rank calls it with the same job (rank 0 reads it and
+ * broadcasts it). Each rank denoises its row strip of the latent (strip
+ * boundaries on multiples of 2^(levels-1) latent rows) and decodes it; rank 0
+ * gets the image rows in order through on_rows. Same bits for any rank count. */
+typedef struct fs_render_hooks {
+    /* rank 0, after each phase and each step (phase "text", "unet", "vae");
+     * a nonzero return stops the render on every rank (Ctrl-C). */
+    int (*on_progress)(void *user, const char *phase, int step, int steps);
+    /* rank 0: image rows [y0, y0 + count), 8-bit RGB, top to bottom. */
+    fs_code (*on_rows)(void *user, const uint8_t *rows, int y0, int count, int width,
+                       fs_error *err);
+    /* every rank (optional): its strip of the final latent (the scaled latent the
+     * UNet works on, NHWC [rows][w][4]) and of the decoded image (NHWC [rows][W][3],
+     * in [-1, 1], not clamped), in latent / pixel rows. */
+    void (*on_latent)(void *user, const float *strip, int row0, int rows, int h, int w);
+    void (*on_image)(void *user, const float *strip, int row0, int rows, int height, int width);
+    void *user;
+} fs_render_hooks;
+
+typedef struct fs_render_stats {
+    int stopped;                     /* 1: stopped by on_progress (no image) */
+    double seconds_text, seconds_unet, seconds_vae;
+    size_t peak_alloc;               /* fs_mem_peak of this rank (bytes) */
+    size_t peak_rss;                 /* VmHWM of this rank */
+    int strip_rows;                  /* this rank's latent rows */
+    fs_traffic traffic[FS_TRAFFIC_KINDS];
+} fs_render_stats;
+
+fs_code fs_worker_render(fs_comm *comm, const fs_job *job, fs_models *models,
+                         const fs_render_hooks *hooks, fs_render_stats *stats, fs_error *err);
 
 typedef struct fs_check_params {
     int size;        /* latent map is size x size */
