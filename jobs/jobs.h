@@ -70,6 +70,9 @@ extern "C" {
 #define FS_JOB_TEXT_MAX 4096   /* prompt bytes + 1 */
 
 typedef enum { FS_SCHED_EULER = 0, FS_SCHED_DDIM = 1 } fs_scheduler_kind;
+/* Scale fusion's low-pass (same order as unet's fs_blur_kind). */
+typedef enum { FS_JOB_BLUR_3D = 0, FS_JOB_BLUR_WC, FS_JOB_BLUR_HW, FS_JOB_BLUR_FFT } fs_job_blur;
+#define FS_JOB_MAX_STAGES 8
 
 typedef struct fs_job {
     char source[FS_JOB_PATH_MAX];      /* the job file ("<string>" or "--set" for others) */
@@ -88,6 +91,28 @@ typedef struct fs_job {
     int target_width, target_height;
     int crop_left, crop_top;
     int vae_tiling;
+
+    /* ---- FreeScale (spec/freescale.md; the keys below, issue 6). A job
+     * with one stage is a plain render (the keys below other than freeu are
+     * then ignored); with several, stage 0 is rendered at stage size 0 and
+     * every later stage is the self-cascade's upscale. */
+    int n_stages;                              /* 1..FS_JOB_MAX_STAGES; 1 = plain */
+    int stage_width[FS_JOB_MAX_STAGES];        /* pixels, multiples of 64; the last */
+    int stage_height[FS_JOB_MAX_STAGES];       /*   equals (width, height) */
+    int restart_step;                          /* 0..steps-1; default int(0.3 * steps) */
+    float cosine_scale;                        /* alpha (2.0) */
+    float cosine_scale_bg;                     /* alpha outside the mask (1.0) */
+    int dilate_tau;                            /* dilation for steps i < tau (35 at 50 steps:
+                                                  default round(0.7 * steps)) */
+    int fast_mode;                             /* sub-lattice global attention (false) */
+    int upsample_latent;                       /* 1: bicubic on the latent instead of RGB */
+    char mask[FS_JOB_PATH_MAX];                /* detail mask PNG ("" = none) */
+    char input_image[FS_JOB_PATH_MAX];         /* img2img: replaces stage 0 ("" = none) */
+    int freeu;                                 /* default: on for cascades, off for 1 stage */
+    float freeu_b1, freeu_b2, freeu_s1, freeu_s2;  /* 1.1, 1.2, 0.6, 0.4 */
+    int blur;                                  /* fs_job_blur */
+    float blur_sigma;                          /* 1.0 */
+    int stage_outputs;                         /* also write each earlier stage's PNG */
 } fs_job;
 
 /* The defaults above (prompt empty: a job must set it); every byte not

@@ -167,6 +167,33 @@ void fs_blur_ref(const fs_blur_desc *d, const float *g, const float *x, float *y
 fs_code fs_blur(const fs_blur_desc *d, const float *g, const float *x, float *y,
                 fs_arena *scratch, fs_error *err);
 
+/* The paper's frequency-domain Gaussian low-pass (FS_BLUR_FFT, kernels/
+ * spectral.c, FFTW): per item and channel, the 2-D DFT of the whole h x w
+ * map times exp(-2 pi^2 sigma^2 (fy^2 + fx^2)) (fy, fx in cycles per sample,
+ * the DFT of a continuous Gaussian of std sigma: a periodic, not zero-padded,
+ * blur), inverse DFT, real part. x, y: [n][h][w][c] whole maps (may alias). */
+fs_code fs_blur_fft(const float *x, float *y, int n, int h, int w, int c, float sigma,
+                    fs_error *err);
+
+/* ---------------------------------------------------------------- FreeU
+ * FreeU's Fourier filter (spec/freescale.md section 7) on a map cut into
+ * row strips: x' = Re(IFFT(mask * FFT(x))), the mask `s` on the fftshifted
+ * 2x2 centre block (unshifted frequencies (ky, kx) in {-1, 0}^2), else 1.
+ * Equals x + (s - 1) / (h w) * Re(sum_k X(k) e^{2 pi i (ky y / h + kx x / w)})
+ * with X(k) = sum_{y, x} x[y][x] e^{-2 pi i (ky y / h + kx x / w)}: four
+ * complex coefficients per channel, which a strip computes for its own rows
+ * (per-row partials, summed across ranks in global row order) instead of an
+ * FFT of the whole map.
+ * fs_freeu_row_coeffs: the partial of global row y ([w][c], one item) into
+ * out [4][c][2] doubles (k order (0,0), (0,-1), (-1,0), (-1,-1); re, im).
+ * fs_freeu_apply: rows [row0, row0 + rows) of one item ([rows][w][c]) in
+ * place, from the summed coefficients (same layout). fs_freeu_ref: the whole
+ * map with FFTW's full 2-D FFT (the test's reference), one item [h][w][c]. */
+void fs_freeu_row_coeffs(const float *row, int y, int h, int w, int c, double *out);
+void fs_freeu_apply(float *x, int row0, int rows, int h, int w, int c, const double *coeffs,
+                    float s);
+fs_code fs_freeu_ref(const float *x, float *y, int h, int w, int c, float s, fs_error *err);
+
 /* ---------------------------------------------------------------- attention
  * o = softmax(q k^T * scale) v for each of `heads` heads of dimension dh.
  * q: nq rows of heads*dh floats with row stride ldq (floats); k, v: nk rows

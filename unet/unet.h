@@ -96,6 +96,76 @@ fs_code fs_unet_forward(fs_unet *u, fs_comm *comm, const fs_strip_plan *plan, in
                         int ctx_len, const float *y, float *eps, const fs_unet_trace *trace,
                         fs_error *err);
 
+
+/* ---------------------------------------------------------------- FreeScale inside the UNet
+ * (spec/freescale.md sections 4, 5, 7; the caller (the cascade) decides per
+ * stage and step what is on.)
+ *
+ * Restrained dilation: the nine 3x3 convs of SDXL's list, generalised to L
+ * levels: the downsampler at the end of down level L-2, conv1/conv2 of every
+ * resnet of down level L-1 and of the mid block, dilated (and padded) by
+ * `dilation`; never the up blocks or other convs. 1 = off.
+ *
+ * Scale fusion (fusion = 1): every self-attention (attn1) of every
+ * transformer block is replaced by out = blur(local) + global - blur(global),
+ * all on post-to_out outputs. Geometry per level from the stage's latent
+ * (h_lat, w_lat) and the base (stage-0) latent (base_h, base_w): s_h = h_lat
+ * / base_h, s_w = w_lat / base_w (integer division), s = max(s_h, s_w);
+ * window P = (feature h / s, feature w / s), stride P / 2, jitter r = P / 8
+ * per axis, window count and placement as the official get_views, the
+ * border-dependent jitter ranges, zero-padded Y (LayerNorm-ed input) by r on
+ * every side (padded tokens enter the softmax with zero keys/values), value
+ * / count averaging; r = 0: no padding, no jitter. With a base of 128 x 128
+ * latents (1024^2) and stages that are integer multiples, everything equals
+ * the official code (unet/fusion.c documents the general rule).
+ * Global path: full attention over all tokens, or (fast_mode) over the s_h x
+ * s_w dilated sub-lattices. Blur: Gaussian sigma `blur_sigma`, k = 2 s - 1,
+ * zero padding, over the axes of `blur` (FS_BLUR_3D = HEAD's rows, columns
+ * and feature channels, per batch item; FS_BLUR_WC = variant A (columns and
+ * channels); FS_BLUR_HW = variant B (rows and columns, per channel);
+ * FS_BLUR_FFT = the paper's frequency-domain Gaussian low-pass of the rows
+ * and columns, per channel, computed with FFTW over the whole map).
+ * Window jitter: j = fs_rng_randint(jitter_seed, jitter_stream, index, lo, hi)
+ * with index = (((step * 256 + block) * 65536 + window) * 2 + axis), block the
+ * self-attention's ordinal in forward order (down blocks, mid, up blocks, one
+ * per transformer layer, from 0), window = wy * n_x + wx, axis 0 rows / 1
+ * columns; both CFG halves share the windows. Same windows whatever the split.
+ *
+ * FreeU (freeu.on): in the up blocks, before each resnet's concat of (h,
+ * skip): where h comes from level L-1 (every resnet of up block 0 and resnet
+ * 0 of up block 1), h[:, :C/2] *= b1 and skip = FourierFilter(skip, s1);
+ * where h comes from level L-2 (the other resnets of up block 1 and resnet 0
+ * of up block 2), b2 and s2. (SDXL: 1280- and 640-channel h, as the official
+ * rule by channel count.) FourierFilter scales the 2x2 centre block of the
+ * fftshifted spectrum by s and keeps the real part: computed exactly from the
+ * four DFT coefficients k in {-1, 0}^2 per channel, summed over all strips in
+ * a fixed order. */
+typedef enum { FS_BLUR_3D = 0, FS_BLUR_WC, FS_BLUR_HW, FS_BLUR_FFT } fs_blur_kind;
+
+typedef struct fs_unet_freeu {
+    int on;
+    float b1, b2, s1, s2;            /* 1.1, 1.2, 0.6, 0.4 */
+} fs_unet_freeu;
+
+typedef struct fs_unet_freescale {
+    int dilation;                    /* 1 = off */
+    int fusion;                      /* 0 = plain self-attention */
+    int base_h, base_w;              /* stage-0 latent size */
+    int fast_mode;
+    fs_blur_kind blur;
+    float blur_sigma;                /* 1.0 */
+    uint64_t jitter_seed, jitter_stream;
+    int step;                        /* sampler step index (part of the jitter key) */
+    fs_unet_freeu freeu;
+} fs_unet_freescale;
+
+/* fs_unet_forward with FreeScale's changes (fsx NULL or all off: exactly
+ * fs_unet_forward). */
+fs_code fs_unet_forward_fs(fs_unet *u, fs_comm *comm, const fs_strip_plan *plan, int h, int w,
+                           int n, const float *x, const float *t, const float *context,
+                           int ctx_len, const float *y, float *eps, const fs_unet_trace *trace,
+                           const fs_unet_freescale *fsx, fs_error *err);
+
 #ifdef __cplusplus
 }
 #endif
