@@ -45,6 +45,81 @@ static fs_code check_range(const fs_job *job, const char *key, const char *sub, 
                    key, sub ? ": " : "", sub ? sub : "", lo, hi, v);
 }
 
+static fs_code check_number(const fs_job *job, const char *key, float v, float lo, float hi,
+                            int lo_open, fs_error *err) {
+    if (v >= lo && v <= hi && !(lo_open && v == lo)) return FS_OK;  /* also refuses NaN */
+    return fs_fail(err, FS_ERR_RANGE, "%s: %s: expected a number %s%g%s%g, got %g", job->source,
+                   key, lo_open ? "> " : "", (double)lo, lo_open ? " and <= " : "..", (double)hi,
+                   (double)v);
+}
+
+/* The FreeScale keys: what the reader guarantees for a parsed job, checked
+ * again for one built or changed by hand (and after --set). */
+static fs_code validate_freescale(const fs_job *job, fs_error *err) {
+    fs_code rc;
+    int n = job->n_stages;
+    if ((rc = check_text(job, "mask", job->mask, sizeof job->mask, err)) ||
+        (rc = check_text(job, "input_image", job->input_image, sizeof job->input_image, err)) ||
+        (rc = check_range(job, "stages", "count", n, 1, FS_JOB_MAX_STAGES, 1, err)))
+        return rc;
+    for (int i = 0; i < FS_JOB_MAX_STAGES; i++) {
+        char sub[32];
+        snprintf(sub, sizeof sub, "stage %d width", i);
+        if (i >= n) {
+            if (job->stage_width[i] || job->stage_height[i])  /* equal jobs are equal bytes */
+                return fs_fail(err, FS_ERR_INVALID, "%s: stages: entry %d is past the %d stage%s "
+                               "and must be 0", job->source, i, n, n == 1 ? "" : "s");
+            continue;
+        }
+        if ((rc = check_range(job, "stages", sub, job->stage_width[i], 64, 65536, 64, err)))
+            return rc;
+        snprintf(sub, sizeof sub, "stage %d height", i);
+        if ((rc = check_range(job, "stages", sub, job->stage_height[i], 64, 65536, 64, err)))
+            return rc;
+        if (i > 0 && (job->stage_width[i] < job->stage_width[i - 1] ||
+                      job->stage_height[i] < job->stage_height[i - 1]))
+            return fs_fail(err, FS_ERR_INVALID, "%s: stages[%d]: [%d, %d] is smaller than "
+                           "stages[%d], [%d, %d]: a stage must be at least as wide and as tall as "
+                           "the one before", job->source, i, job->stage_width[i],
+                           job->stage_height[i], i - 1, job->stage_width[i - 1],
+                           job->stage_height[i - 1]);
+    }
+    if (job->width != job->stage_width[n - 1] || job->height != job->stage_height[n - 1])
+        return fs_fail(err, FS_ERR_INVALID, "%s: size: [%d, %d] differs from the last stage of "
+                       "stages, [%d, %d]", job->source, job->width, job->height,
+                       job->stage_width[n - 1], job->stage_height[n - 1]);
+    if (job->restart_step < 0 || job->restart_step >= job->steps)
+        return fs_fail(err, FS_ERR_RANGE, "%s: restart_step: expected an integer 0..%d (below "
+                       "steps: %d), got %d", job->source, job->steps - 1, job->steps,
+                       job->restart_step);
+    if (job->dilate_tau < 0 || job->dilate_tau > job->steps)
+        return fs_fail(err, FS_ERR_RANGE, "%s: dilate_tau: expected an integer 0..%d (at most "
+                       "steps: %d), got %d", job->source, job->steps, job->steps, job->dilate_tau);
+    float f[4];
+    fs_job_freeu_get(job, f);
+    if ((rc = check_number(job, "cosine_scale", job->cosine_scale, 0, 100, 0, err)) ||
+        (rc = check_number(job, "cosine_scale_bg", job->cosine_scale_bg, 0, 100, 0, err)) ||
+        (rc = check_number(job, "blur_sigma", job->blur_sigma, 0, 100, 1, err)) ||
+        (rc = check_range(job, "fast_mode", NULL, job->fast_mode, 0, 1, 1, err)) ||
+        (rc = check_range(job, "upsample", NULL, job->upsample_latent, 0, 1, 1, err)) ||
+        (rc = check_range(job, "freeu", NULL, job->freeu, 0, 1, 1, err)) ||
+        (rc = check_range(job, "blur", NULL, job->blur, 0, 3, 1, err)) ||
+        (rc = check_range(job, "stage_outputs", NULL, job->stage_outputs, 0, 1, 1, err)))
+        return rc;
+    for (int i = 0; i < 4; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "freeu: %s", fs_job_freeu_names[i]);
+        if ((rc = check_number(job, key, f[i], 0, 10, 0, err))) return rc;
+    }
+    /* "freeu: false" is written without factors: an off FreeU holds the defaults */
+    if (!job->freeu && !fs_job_freeu_factors_default(job))
+        return fs_fail(err, FS_ERR_INVALID, "%s: freeu: off, but b1, b2, s1, s2 are not the "
+                       "defaults 1.1, 1.2, 0.6, 0.4 (they only mean something when FreeU is on)",
+                       job->source);
+    /* input_image must be stage 0's size: the renderer checks it (jobs reads no images) */
+    return FS_OK;
+}
+
 fs_code fs_job_validate(const fs_job *job, fs_error *err) {
     if (!job) return fs_fail(err, FS_ERR_INVALID, "fs_job_validate: no job");
     if (strnlen(job->source, sizeof job->source) == sizeof job->source)
@@ -83,7 +158,7 @@ fs_code fs_job_validate(const fs_job *job, fs_error *err) {
         (rc = check_range(job, "crop", "top", job->crop_top, 0, 65536, 1, err)) ||
         (rc = check_range(job, "vae_tiling", NULL, job->vae_tiling, 0, 1, 1, err)))
         return rc;
-    return FS_OK;
+    return validate_freescale(job, err);
 }
 
 /* ---------------------------------------------------------------- to YAML */
@@ -134,6 +209,49 @@ static void put_quoted(sink *o, const char *s, size_t cap) {
     put(o, "\"");
 }
 
+/* The shortest %g that reads back (strtof) to the same float; 9 digits
+ * always do. */
+static void put_float(sink *o, float v) {
+    char num[32];
+    for (int digits = 6; digits <= 9; digits++) {
+        snprintf(num, sizeof num, "%.*g", digits, (double)v);
+        if (strtof(num, NULL) == v) break;
+    }
+    put(o, "%s", num);
+}
+
+static void put_name(sink *o, const char *const *names, int count, int v) {
+    put(o, "%s", v >= 0 && v < count ? names[v] : "unknown");
+}
+
+/* Squares as one integer, others as [width, height]. */
+static void put_stages(sink *o, const fs_job *job) {
+    int n = job->n_stages < 1 ? 1 : job->n_stages;  /* fs_job_validate refuses what is clamped */
+    if (n > FS_JOB_MAX_STAGES) n = FS_JOB_MAX_STAGES;
+    put(o, "[");
+    for (int i = 0; i < n; i++) {
+        int w = job->stage_width[i], h = job->stage_height[i];
+        if (w == h) put(o, "%s%d", i ? ", " : "", w);
+        else put(o, "%s[%d, %d]", i ? ", " : "", w, h);
+    }
+    put(o, "]");
+}
+
+static void put_freeu(sink *o, const fs_job *job) {
+    if (!job->freeu || fs_job_freeu_factors_default(job)) {
+        put(o, "%s", job->freeu ? "true" : "false");
+        return;
+    }
+    float f[4];
+    fs_job_freeu_get(job, f);
+    put(o, "{");
+    for (int i = 0; i < 4; i++) {
+        put(o, "%s%s: ", i ? ", " : "", fs_job_freeu_names[i]);
+        put_float(o, f[i]);
+    }
+    put(o, "}");
+}
+
 size_t fs_job_to_yaml(const fs_job *job, char *buf, size_t cap) {
     sink o = {buf, buf ? cap : 0, 0};
     if (o.cap) buf[0] = 0;
@@ -150,17 +268,7 @@ size_t fs_job_to_yaml(const fs_job *job, char *buf, size_t cap) {
             break;
         case K_SEED: put(&o, "%llu", (unsigned long long)job->seed); break;
         case K_STEPS: put(&o, "%d", job->steps); break;
-        case K_GUIDANCE: {
-            /* the shortest %g that reads back (strtof) to the same float;
-             * 9 digits always do */
-            char num[32];
-            for (int digits = 6; digits <= 9; digits++) {
-                snprintf(num, sizeof num, "%.*g", digits, (double)job->guidance);
-                if (strtof(num, NULL) == job->guidance) break;
-            }
-            put(&o, "%s", num);
-            break;
-        }
+        case K_GUIDANCE: put_float(&o, job->guidance); break;
         case K_SCHEDULER: put(&o, "%s", fs_scheduler_name(job->scheduler)); break;
         case K_SIZE: put(&o, "[%d, %d]", job->width, job->height); break;
         case K_OUTPUT: put_quoted(&o, job->output, sizeof job->output); break;
@@ -174,6 +282,19 @@ size_t fs_job_to_yaml(const fs_job *job, char *buf, size_t cap) {
         case K_TARGET_SIZE: put(&o, "[%d, %d]", job->target_width, job->target_height); break;
         case K_CROP: put(&o, "[%d, %d]", job->crop_left, job->crop_top); break;
         case K_VAE_TILING: put(&o, "%s", job->vae_tiling ? "true" : "false"); break;
+        case K_STAGES: put_stages(&o, job); break;
+        case K_RESTART_STEP: put(&o, "%d", job->restart_step); break;
+        case K_COSINE_SCALE: put_float(&o, job->cosine_scale); break;
+        case K_COSINE_SCALE_BG: put_float(&o, job->cosine_scale_bg); break;
+        case K_DILATE_TAU: put(&o, "%d", job->dilate_tau); break;
+        case K_FAST_MODE: put(&o, "%s", job->fast_mode ? "true" : "false"); break;
+        case K_UPSAMPLE: put_name(&o, fs_job_upsample_names, 2, job->upsample_latent); break;
+        case K_MASK: put_quoted(&o, job->mask, sizeof job->mask); break;
+        case K_INPUT_IMAGE: put_quoted(&o, job->input_image, sizeof job->input_image); break;
+        case K_FREEU: put_freeu(&o, job); break;
+        case K_BLUR: put_name(&o, fs_job_blur_names, 4, job->blur); break;
+        case K_BLUR_SIGMA: put_float(&o, job->blur_sigma); break;
+        case K_STAGE_OUTPUTS: put(&o, "%s", job->stage_outputs ? "true" : "false"); break;
         case K_COUNT: break;
         }
         put(&o, "\n");

@@ -23,9 +23,44 @@
  *                     (F32, NCHW as diffusers' `latents=` argument, before the
  *                     scheduler's init_noise_sigma): initial noise instead of
  *                     the seeded counter-based RNG
- *   original_size, target_size: [width, height]      (the output size)
+ *   original_size, target_size: [width, height]   (stage 0's size: FreeScale
+ *                     keeps the time ids at the base size, spec section 1.2;
+ *                     for one stage that is the size)
  *   crop: [left, top]                                   ([0, 0])
  *   vae_tiling:       bool: diffusers' tiled VAE instead of exact strips (false)
+ *
+ * FreeScale (spec/freescale.md sections 2-5, 7, 11):
+ *   stages:           the self-cascade: a list of 1..8 sizes (each written
+ *                     like size: an integer for a square, [width, height] or
+ *                     {width:, height:}), multiples of 64, each at least as
+ *                     wide and as tall as the one before; or a preset (squares)
+ *                     "2k" = [1024, 2048], "4k" = [1024, 2048, 4096],
+ *                     "8k" = [1024 .. 8192], "16k" = [1024 .. 16384].
+ *                     With stages, size is the last stage (left out it follows;
+ *                     given, it must equal it). Absent: one stage = size, a
+ *                     plain render                          ([size])
+ *   restart_step:     0..steps-1: the step each later stage restarts at
+ *                                                    (int(0.3 * steps): 15 at 50)
+ *   cosine_scale:     number 0..100: the detail blend's alpha       (2.0)
+ *   cosine_scale_bg:  number 0..100: alpha outside the mask (mask only) (1.0)
+ *   dilate_tau:       0..steps: convs are dilated while step < tau
+ *                                      (round(0.7 * steps), halves to even: 35 at 50)
+ *   fast_mode:        bool: global attention on dilated sub-lattices (false)
+ *   upsample:         rgb | latent: decode-bicubic-encode, or bicubic on the
+ *                     latent (upsample_latent 0 / 1)             (rgb)
+ *   mask:             PNG file (must exist; "" = none): cosine_scale where
+ *                     nonzero, cosine_scale_bg elsewhere         ("")
+ *   input_image:      PNG file (must exist; "" = none) that replaces stage 0;
+ *                     it must be stage 0's size, which the renderer checks
+ *                     (jobs reads no images)                     ("")
+ *   freeu:            true | false | {b1:, b2:, s1:, s2:} (numbers 0..10; a
+ *                     factor left out is its default 1.1, 1.2, 0.6, 0.4; false
+ *                     also resets them)   (on for several stages, off for one:
+ *                                          a plain render matches diffusers')
+ *   blur:             3d | wc | hw | fft: scale fusion's low-pass (fs_job_blur) (3d)
+ *   blur_sigma:       number > 0, at most 100                     (1.0)
+ *   stage_outputs:    bool: also write each earlier stage's PNG next to output
+ *                     as NAME_<W>x<H>.png                        (false)
  *
  * Unknown keys are errors that suggest the nearest known key.
  *
@@ -39,21 +74,35 @@
  *   - strings: UTF-8 without NUL; prompt <= FS_JOB_TEXT_MAX-1 bytes, paths
  *     <= FS_JOB_PATH_MAX-1; null (or "") is "none" for negative_prompt,
  *     noise and model (= default)
- *   - model and noise are checked to exist (noise: a regular file) and are
- *     stored absolute (realpath), so a job means the same files from any
- *     directory; output is kept as written (relative to the directory the
- *     render runs in) and not checked
- *   - original_size / target_size left out of the file are set to the size.
- *     fs_job_set("size=...") moves each of them along when it equals the
- *     size before the change (i.e. it was following the size); one that
- *     differs was chosen and stays. So --set original_size=... after
- *     --set size=... pins it, and after validate the fields are concrete.
+ *   - model, noise, mask and input_image are checked to exist (all but
+ *     model: a regular file) and are stored absolute (realpath), so a job
+ *     means the same files from any directory; output is kept as written
+ *     (relative to the directory the render runs in) and not checked
+ *   - keys left out whose defaults depend on other keys are resolved after
+ *     every key of the file, in any order: size (the last stage), stages
+ *     (one: the size), original_size / target_size (stage 0), restart_step
+ *     and dilate_tau (from steps), freeu (from the stage count). Their
+ *     bounds against steps are checked then too, at the value's position.
+ *   - fs_job_set moves such a key along when it still holds the default it
+ *     had before the change (i.e. it was following); one that differs was
+ *     chosen and stays: --set size (one stage: stage 0 follows; original/
+ *     target_size follow stage 0), --set stages (size is the last stage;
+ *     original/target_size follow stage 0; freeu follows the stage count
+ *     unless its factors were changed), --set steps (restart_step,
+ *     dilate_tau). The struct keeps no "explicit" flags, so a value set to
+ *     exactly its default follows like one left out. So --set original_size=...
+ *     after --set size=... pins it, and after validate the fields are concrete.
+ *   - fs_job_set checks a value on its own; what depends on other keys
+ *     (restart_step < steps, dilate_tau <= steps, size = last stage) is
+ *     fs_job_validate's, after all overrides, so their order does not matter.
  *
  * Error codes: FS_ERR_FORMAT malformed YAML, a second document, top level
  * not a mapping, caps exceeded; FS_ERR_INVALID unknown key, duplicate key,
- * wrong type, unknown enum value, missing prompt, NUL or bad UTF-8;
- * FS_ERR_RANGE a well-formed value out of range or too long; FS_ERR_IO a
- * model/noise path that does not exist or the job file cannot be read.
+ * wrong type, unknown enum value, missing prompt, NUL or bad UTF-8, stages
+ * that shrink, a size that is not the last stage; FS_ERR_RANGE a well-formed
+ * value out of range or too long (restart_step >= steps included); FS_ERR_IO
+ * a model/noise/mask/input_image path that does not exist or the job file
+ * cannot be read.
  * On an error from fs_job_set the job is unchanged. */
 #ifndef FS_JOBS_H
 #define FS_JOBS_H
@@ -131,21 +180,29 @@ fs_code fs_job_load(const char *path, fs_job *job, fs_error *err);
 fs_code fs_job_parse(const char *text, size_t len, const char *label, const char *base_dir,
                      fs_job *job, fs_error *err);
 /* Command-line override "key=value" (value parsed as YAML, e.g.
- * steps=20, size=[512,768], prompt="a cat"), applied after loading and
- * validated like the file's keys; errors name "--set key" ("--set steps:
- * expected an integer 1..1000, got '0'"). The string keys (prompt,
- * negative_prompt, model, noise, output) take the rest of the argument as
- * it is, ": " and "#" included, unless it starts with a quote (' or "):
- * then it is read as a YAML string (escapes work). Relative paths start at
- * the current directory. */
+ * steps=20, size=[512,768], prompt="a cat", stages=4k, "stages=[512,1024]",
+ * freeu={b1: 1.2}), applied after loading and validated like the file's
+ * keys; errors name "--set key" ("--set steps: expected an integer
+ * 1..1000, got '0'"). The string keys (prompt, negative_prompt, model,
+ * noise, output, mask, input_image) take the rest of the argument as it is,
+ * ": " and "#" included, unless it starts with a quote (' or "): then it is
+ * read as a YAML string (escapes work). Relative paths start at the current
+ * directory. Keys that follow this one move along (see above); call
+ * fs_job_validate after the last one. */
 fs_code fs_job_set(fs_job *job, const char *assignment, fs_error *err);
 /* Cross-key checks after all overrides (required keys present, sizes
- * consistent); fs_job_load runs it, call it again after fs_job_set. */
+ * consistent, stages non-decreasing with the last one the size, unused
+ * stage entries 0, restart_step < steps, dilate_tau <= steps, an off FreeU
+ * holding the default factors, every enum and range); fs_job_load runs it,
+ * call it again after fs_job_set. Not checked here: that input_image is
+ * stage 0's size (the renderer reads the PNG). */
 fs_code fs_job_validate(const fs_job *job, fs_error *err);
 /* The job as YAML (every key, resolved), for logs and PNG text chunks;
  * fs_job_parse reads it back to the same bytes (source aside, which is the
- * label given). Returns the length of the whole text (like snprintf); buf
- * gets at most cap-1 bytes and a NUL (buf may be NULL when cap is 0). */
+ * label given); stages as a list (squares as one integer), freeu as
+ * false, true or the mapping when a factor differs. Returns the length of
+ * the whole text (like snprintf); buf gets at most cap-1 bytes and a NUL
+ * (buf may be NULL when cap is 0). */
 size_t fs_job_to_yaml(const fs_job *job, char *buf, size_t cap);
 const char *fs_scheduler_name(fs_scheduler_kind k);
 

@@ -3,82 +3,7 @@
  * jobs for every key, the defaults, each size form, --set overrides, the
  * round trip through fs_job_to_yaml (byte-identical struct) and relative
  * model paths resolved against the job file's folder (a temp dir). */
-#include <math.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
-#include "check.h"
-#include "jobs/jobs.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static char tmpdir[512];   /* realpath of a fresh temp dir: the base_dir of every parse */
-static fs_job job, job2;   /* ~12 KB each: static */
-
-static void path_in(char *out, size_t cap, const char *name) {
-    snprintf(out, cap, "%s/%s", tmpdir, name);
-}
-
-static void write_file(const char *name, const char *text, size_t len) {
-    char p[1024];
-    path_in(p, sizeof p, name);
-    FILE *f = fopen(p, "wb");
-    CHECK(f != NULL, "cannot write %s", p);
-    if (!f) return;
-    fwrite(text, 1, len, f);
-    fclose(f);
-}
-
-static fs_code parse(const char *text, fs_error *err) {
-    return fs_job_parse(text, strlen(text), "job.yaml", tmpdir, &job, err);
-}
-
-/* The error code and every needle (NULL-terminated) in the message. */
-static void expect_msg(int line, fs_code rc, fs_code want, const fs_error *err, va_list ap) {
-    CHECK(rc == want, "line %d: got %s, want %s: %s", line, fs_code_name(rc), fs_code_name(want),
-          err->msg);
-    for (const char *s; (s = va_arg(ap, const char *)) != NULL;)
-        CHECK(strstr(err->msg, s) != NULL, "line %d: message \"%s\" lacks \"%s\"", line, err->msg, s);
-}
-
-static void expect_err_(int line, const char *text, fs_code want, ...) {
-    fs_error err = {0};
-    fs_code rc = parse(text, &err);
-    va_list ap;
-    va_start(ap, want);
-    expect_msg(line, rc, want, &err, ap);
-    va_end(ap);
-}
-#define EXPECT_ERR(text, code, ...) expect_err_(__LINE__, text, code, __VA_ARGS__, (const char *)NULL)
-
-/* --set on a job that parsed; the job must be unchanged by a failed --set. */
-static void expect_set_err_(int line, const char *assignment, fs_code want, ...) {
-    fs_error err = {0};
-    CHECK(parse("prompt: a\n", &err) == FS_OK, "%s", err.msg);
-    memcpy(&job2, &job, sizeof job);
-    fs_code rc = fs_job_set(&job, assignment, &err);
-    va_list ap;
-    va_start(ap, want);
-    expect_msg(line, rc, want, &err, ap);
-    va_end(ap);
-    CHECK(memcmp(&job, &job2, sizeof job) == 0, "line %d: failed --set changed the job", line);
-}
-#define EXPECT_SET_ERR(a, code, ...) expect_set_err_(__LINE__, a, code, __VA_ARGS__, (const char *)NULL)
-
-static void ok(int line, const char *text) {
-    fs_error err = {0};
-    fs_code rc = parse(text, &err);
-    CHECK(rc == FS_OK, "line %d: %s", line, err.msg);
-}
-#define OK(text) ok(__LINE__, text)
+#include "jobs_check.h"
 
 static void test_errors(void) {
     /* malformed YAML: libyaml's problem and position */
@@ -386,19 +311,6 @@ static void test_good(void) {
           !strcmp(fs_scheduler_name(FS_SCHED_DDIM), "ddim"), "names");
 }
 
-/* parse -> to_yaml -> parse must give the same bytes. */
-static void round_trip(int line, const char *text) {
-    static char yaml[64 * 1024];
-    fs_error err = {0};
-    fs_code rc = fs_job_parse(text, strlen(text), "rt.yaml", tmpdir, &job, &err);
-    CHECK(rc == FS_OK, "line %d: %s", line, err.msg);
-    if (rc) return;
-    size_t n = fs_job_to_yaml(&job, yaml, sizeof yaml);
-    CHECK(n < sizeof yaml && strlen(yaml) == n, "line %d: %zu", line, n);
-    rc = fs_job_parse(yaml, n, "rt.yaml", "/nonexistent", &job2, &err);
-    CHECK(rc == FS_OK, "line %d: %s\n%s", line, err.msg, yaml);
-    CHECK(memcmp(&job, &job2, sizeof job) == 0, "line %d: round trip differs:\n%s", line, yaml);
-}
 
 static void test_round_trip(void) {
     round_trip(__LINE__, "prompt: a\n");
@@ -409,6 +321,21 @@ static void test_round_trip(void) {
                "steps: 33\nguidance: 3.3333333\nscheduler: ddim\nsize: [128, 192]\n"
                "output: \"out dir/\u00fc.png\"\nprecision: fp16\nnoise: noise.safetensors\n"
                "original_size: [1, 65536]\ntarget_size: 7\ncrop: [65536, 0]\nvae_tiling: true\n");
+    round_trip(__LINE__, "prompt: a\nstages: 4k\n");
+    round_trip(__LINE__, "prompt: a\nstages: 4k\nfreeu: false\n");
+    round_trip(__LINE__, "prompt: a\nfreeu: true\nsize: [1024, 512]\n");
+    round_trip(__LINE__,
+               "prompt: a\nstages: [[512, 384], 1024, [2048, 4096]]\nrestart_step: 0\n"
+               "cosine_scale: 0.333\ncosine_scale_bg: 0\ndilate_tau: 50\nfast_mode: true\n"
+               "upsample: latent\nmask: mask.png\ninput_image: in.png\n"
+               "freeu: {b1: 1.05, b2: 0.1, s1: 1e-7, s2: 10}\nblur: hw\nblur_sigma: 1e-30\n"
+               "stage_outputs: true\noriginal_size: 640\n");
+    for (int b = 0; b < 4; b++) {
+        char t[128];
+        static const char *const blurs[] = {"3d", "wc", "hw", "fft"};
+        snprintf(t, sizeof t, "prompt: b\nblur: %s\nsteps: %d\n", blurs[b], 1 + 333 * b);
+        round_trip(__LINE__, t);
+    }
     const char *guidance[] = {"0.1", "7.5", "1e-30", "99.99999", "100", "0.3", "1.17549435e-38"};
     for (size_t i = 0; i < sizeof guidance / sizeof *guidance; i++) {
         char t[128];
@@ -423,12 +350,29 @@ static void test_round_trip(void) {
     size_t n = fs_job_to_yaml(&job, full, sizeof full);
     CHECK(strstr(full, "guidance: 0.1\n") && strstr(full, "model: default\n") &&
           strstr(full, "size: [1024, 1024]\n") && strstr(full, "vae_tiling: false\n"), "%s", full);
+    CHECK(strstr(full, "\nstages: [1024]\nrestart_step: 15\ncosine_scale: 2\ncosine_scale_bg: 1\n"
+                 "dilate_tau: 35\nfast_mode: false\nupsample: rgb\nmask: \"\"\n"
+                 "input_image: \"\"\nfreeu: false\nblur: 3d\nblur_sigma: 1\n"
+                 "stage_outputs: false\n"), "%s", full);
+    {
+        char t[4096];
+        CHECK(parse("prompt: a\nstages: [512, [1024, 768]]\nfreeu: {s2: 0.3}\n", &err) == FS_OK,
+              "%s", err.msg);
+        fs_job_to_yaml(&job, t, sizeof t);
+        CHECK(strstr(t, "\nstages: [512, [1024, 768]]\n") &&
+              strstr(t, "\nfreeu: {b1: 1.1, b2: 1.2, s1: 0.6, s2: 0.3}\n"), "%s", t);
+        CHECK(parse("prompt: a\nstages: 2k\n", &err) == FS_OK, "%s", err.msg);
+        fs_job_to_yaml(&job, t, sizeof t);
+        CHECK(strstr(t, "\nstages: [1024, 2048]\n") && strstr(t, "\nfreeu: true\n") &&
+              strstr(t, "\noriginal_size: [1024, 1024]\n") && strstr(t, "\nsize: [2048, 2048]\n"),
+              "%s", t);
+        CHECK(parse("prompt: a\nguidance: 0.1\n", &err) == FS_OK, "%s", err.msg);
+    }
     /* truncation: like snprintf */
     CHECK(fs_job_to_yaml(&job, small, sizeof small) == n && strlen(small) == sizeof small - 1 &&
           !memcmp(small, full, sizeof small - 1), "truncated: %s", small);
     CHECK(fs_job_to_yaml(&job, NULL, 0) == n, "length only");
 }
-
 /* Relative model/noise paths start at the job file's folder, not the cwd. */
 static void test_relative_paths(void) {
     char p[1024], want[1024];
@@ -454,30 +398,13 @@ static void test_relative_paths(void) {
     path_in(p, sizeof p, "jobs");
     rmdir(p);
 }
-
 int main(void) {
-    char t[] = "/tmp/fs_test_jobs_XXXXXX";
-    if (!mkdtemp(t)) { perror("mkdtemp"); return 1; }
-    char *real = realpath(t, NULL);
-    snprintf(tmpdir, sizeof tmpdir, "%s", real);
-    free(real);
-    write_file("m.safetensors", "x", 1);
-    write_file("noise.safetensors", "x", 1);
-    char p[1024];
-    path_in(p, sizeof p, "models");
-    mkdir(p, 0755);
-    path_in(p, sizeof p, "sdxl");
-    mkdir(p, 0755);
-
+    if (jobs_setup()) return 1;
     test_errors();
     test_good();
     test_round_trip();
     test_relative_paths();
-
-    const char *files[] = {"m.safetensors", "noise.safetensors", "bad.yaml"};
-    for (size_t i = 0; i < 3; i++) { path_in(p, sizeof p, files[i]); unlink(p); }
-    path_in(p, sizeof p, "models"); rmdir(p);
-    path_in(p, sizeof p, "sdxl"); rmdir(p);
-    rmdir(tmpdir);
+    static const char *const extra[] = {"bad.yaml", NULL};
+    jobs_cleanup(extra);
     return check_report("test_jobs");
 }

@@ -92,7 +92,8 @@ int main(void) {
     fs_threads_init(0);
     void (*groups[])(void) = {ops_cases_linear, ops_cases_conv, ops_cases_attention, ops_cases_norm,
                               ops_cases_pointwise, ops_cases_resize, ops_cases_blur,
-                              ops_cases_embedding};
+                              ops_cases_embedding,
+                              ops_cases_freeu};
     for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) groups[i]();
     int failed = 0, cases = 0;
     for (int i = 0; i < nstats; i++) {

@@ -3,8 +3,11 @@
  * job that passes fs_job_validate and whose fs_job_to_yaml text reads back
  * to the same bytes. An input that starts with "--set " is instead one
  * fs_job_set assignment on a parsed job: refused with "--set" and the job
- * untouched, or applied and then held to the same checks.
- * fuzz-sources: jobs/jobs.c jobs/job_text.c jobs/yaml_doc.c
+ * untouched, or applied and then held to the same checks, except that the
+ * bounds that depend on steps (restart_step < steps, dilate_tau <= steps)
+ * are fs_job_validate's after all overrides: a --set of one of those two
+ * may leave a job that validate refuses, naming that key.
+ * fuzz-sources: jobs/jobs.c jobs/job_read.c jobs/job_text.c jobs/yaml_doc.c
  * fuzz-libs: -lyaml -lm */
 #include <stdint.h>
 #include <stdlib.h>
@@ -46,11 +49,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (fs_job_parse("prompt: p\nsize: [512, 768]\n", 27, "fuzz.yaml", NULL, &job, &err)) abort();
         memcpy(&before, &job, sizeof job);
         fs_code rc = fs_job_set(&job, a, &err);
+        int restart = !strncmp(a, "restart_step=", 13), tau = !strncmp(a, "dilate_tau=", 11);
         free(a);
         if (rc != FS_OK) {
             if (strncmp(err.msg, "--set", 5) || memchr(err.msg, 0, sizeof err.msg) == NULL) abort();
             if (memcmp(&job, &before, sizeof job) != 0) abort();  /* a failed --set changes nothing */
             return 0;
+        }
+        if ((restart || tau) && (rc = fs_job_validate(&job, &err)) != FS_OK) {
+            /* only that bound may fail, and then the rest must hold: put it back */
+            const char *want = restart ? "fuzz.yaml: restart_step: " : "fuzz.yaml: dilate_tau: ";
+            if (rc != FS_ERR_RANGE || strncmp(err.msg, want, strlen(want))) abort();
+            if (restart) job.restart_step = before.restart_step;
+            else job.dilate_tau = before.dilate_tau;
         }
         round_trip();
         return 0;

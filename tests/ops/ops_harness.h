@@ -36,4 +36,5 @@ void ops_cases_pointwise(void);
 void ops_cases_resize(void);
 void ops_cases_blur(void);
 void ops_cases_embedding(void);
+void ops_cases_freeu(void);
 #endif
