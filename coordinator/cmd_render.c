@@ -17,7 +17,9 @@ typedef struct render_ctx {
     coord_progress progress;
     double t_start, t_steps;   /* render start; first UNet step's start */
     int last_len;
-    fs_png_writer *png;
+    fs_png_writer *png;         /* the image being written (rank 0) */
+    const fs_job *job;
+    const char **kv;            /* PNG text chunks */
     const fs_render_hooks *extra;
 } render_ctx;
 
@@ -27,10 +29,13 @@ static void fmt_eta(double s, char *out, size_t cap) {
     else snprintf(out, cap, "%d:%02d", t / 60, t % 60);
 }
 
-static int on_progress(void *user, const char *phase, int step, int steps) {
+static int on_progress(void *user, const char *phase, int stage, int n_stages, int step,
+                       int steps) {
     render_ctx *c = user;
+    char tag[32] = "";
+    if (n_stages > 1) snprintf(tag, sizeof tag, "stage %d/%d ", stage + 1, n_stages);
     double now = fs_now();
-    if (!strcmp(phase, "text")) c->t_steps = now;
+    if (strcmp(phase, "unet")) c->t_steps = now;   /* the rate counts this stage's steps */
     if (c->progress != COORD_PROGRESS_NONE) {
         if (!strcmp(phase, "unet")) {
             double el = now - c->t_steps, rate = step / (el > 0 ? el : 1e-9);
@@ -41,19 +46,37 @@ static int on_progress(void *user, const char *phase, int step, int steps) {
                 int fill = (int)(30.0 * step / steps);
                 for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
                 bar[30] = 0;
-                fprintf(stderr, "\r  [%s] step %d/%d  %.2f it/s  ETA %s ", bar, step, steps,
-                        rate, eta);
+                fprintf(stderr, "\r  %s[%s] step %d/%d  %.2f it/s  ETA %s ", tag, bar, step,
+                        steps, rate, eta);
                 if (step == steps) fputc('\n', stderr);
             } else {
-                fprintf(stderr, "step %d/%d %.3f it/s eta %s\n", step, steps, rate, eta);
+                fprintf(stderr, "%sstep %d/%d %.3f it/s eta %s\n", tag, step, steps, rate, eta);
             }
         } else {
-            fprintf(stderr, "%s%s done (%.1f s)\n",
-                    c->progress == COORD_PROGRESS_BAR ? "  " : "", phase, now - c->t_start);
+            fprintf(stderr, "%s%s%s done (%.1f s)\n",
+                    c->progress == COORD_PROGRESS_BAR ? "  " : "", tag, phase, now - c->t_start);
         }
         fflush(stderr);
     }
     return g_interrupted;
+}
+
+/* Earlier stages' images go next to the output: NAME_<W>x<H>.png. */
+static void stage_path(const char *output, int width, int height, char *out, size_t cap) {
+    const char *dot = strrchr(output, '.'), *slash = strrchr(output, '/');
+    int stem = dot && (!slash || dot > slash) ? (int)(dot - output) : (int)strlen(output);
+    snprintf(out, cap, "%.*s_%dx%d.png", stem, output, width, height);
+}
+
+static fs_code begin_image(void *user, int stage, int width, int height, fs_error *err) {
+    render_ctx *c = user;
+    char path[FS_JOB_PATH_MAX + 32];
+    const char *target = c->job->output;
+    if (stage < c->job->n_stages - 1) {
+        stage_path(c->job->output, width, height, path, sizeof path);
+        target = path;
+    }
+    return fs_png_create(target, width, height, 3, c->kv, &c->png, err);
 }
 
 static fs_code on_rows(void *user, const uint8_t *rows, int y0, int count, int width,
@@ -63,13 +86,28 @@ static fs_code on_rows(void *user, const uint8_t *rows, int y0, int count, int w
     return c->png ? fs_png_write_rows(c->png, rows, count, err) : FS_OK;
 }
 
-static void pass_latent(void *user, const float *s, int row0, int rows, int h, int w) {
+static fs_code end_image(void *user, int stage, int ok, fs_error *err) {
+    (void)stage;
     render_ctx *c = user;
-    if (c->extra && c->extra->on_latent) c->extra->on_latent(c->extra->user, s, row0, rows, h, w);
+    fs_code rc = FS_OK;
+    if (c->png) {
+        if (ok) rc = fs_png_finish(c->png, err);
+        else fs_png_abort(c->png);
+    }
+    c->png = NULL;
+    return rc;
 }
-static void pass_image(void *user, const float *s, int row0, int rows, int h, int w) {
+
+static void pass_latent(void *user, int stage, const float *s, int row0, int rows, int h,
+                        int w) {
     render_ctx *c = user;
-    if (c->extra && c->extra->on_image) c->extra->on_image(c->extra->user, s, row0, rows, h, w);
+    if (c->extra && c->extra->on_latent)
+        c->extra->on_latent(c->extra->user, stage, s, row0, rows, h, w);
+}
+static void pass_image(void *user, int stage, const float *s, int row0, int rows, int h, int w) {
+    render_ctx *c = user;
+    if (c->extra && c->extra->on_image)
+        c->extra->on_image(c->extra->user, stage, s, row0, rows, h, w);
 }
 
 void coord_png_text(const fs_job *job, const char *model_desc, char *params, size_t cap,
@@ -105,10 +143,10 @@ static void print_stats(fs_comm *comm, const fs_render_stats *st) {
     uint64_t sent = 0;
     for (int k = 0; k < FS_TRAFFIC_KINDS; k++) sent += st->traffic[k].bytes_sent;
     snprintf(line, LINE,
-             "  rank %d: %d latent rows; text %.2f s, unet %.2f s, vae %.2f s; peak RSS %.1f MB "
-             "(counted buffers %.1f MB); sent %.1f kB",
-             rank, st->strip_rows, st->seconds_text, st->seconds_unet, st->seconds_vae,
-             st->peak_rss / 1e6, st->peak_alloc / 1e6, sent / 1e3);
+             "  rank %d: text %.2f s, stages %.2f s; peak RSS %.1f MB (counted buffers %.1f MB); "
+             "sent %.1f kB",
+             rank, st->seconds_text, st->seconds_stages, st->peak_rss / 1e6,
+             st->peak_alloc / 1e6, sent / 1e3);
     char *all = rank == 0 ? calloc((size_t)size, LINE) : NULL;
     fs_error e = {0};
     if (comm) fs_comm_gather_bytes(comm, line, LINE, all, 0, &e);
@@ -128,11 +166,12 @@ fs_code coord_render(fs_comm *comm, fs_job *job, const coord_render_opts *opts, 
     if (rc) return rc;
     fs_models *models = NULL;
     rc = fs_models_open(job->model, job->precision, &models, err);
+    const char *kv[16] = {NULL};
     render_ctx ctx = {.progress = opts ? opts->progress : COORD_PROGRESS_NONE,
-                      .t_start = fs_now(), .extra = opts ? opts->extra : NULL};
+                      .t_start = fs_now(), .extra = opts ? opts->extra : NULL, .job = job,
+                      .kv = kv};
     if (!rc && rank == 0) {
-        static char params[FS_JOB_TEXT_MAX * 2 + 2048], yaml[FS_JOB_TEXT_MAX * 2 + 4096];
-        const char *kv[16];
+        static char params[FS_JOB_TEXT_MAX * 2 + 2048], yaml[FS_JOB_TEXT_MAX * 2 + 8192];
         coord_png_text(job, fs_models_describe(models), params, sizeof params, yaml, sizeof yaml,
                        kv);
         if (ctx.progress != COORD_PROGRESS_NONE)
@@ -141,22 +180,19 @@ fs_code coord_render(fs_comm *comm, fs_job *job, const coord_render_opts *opts, 
                     fs_scheduler_name(job->scheduler), job->guidance,
                     (unsigned long long)job->seed, fs_comm_size(comm),
                     fs_models_describe(models));
-        rc = fs_png_create(job->output, job->width, job->height, 3, kv, &ctx.png, err);
     }
     /* Every rank learns whether the set-up worked before any collective work. */
     int failed = rc != FS_OK;
     fs_error e2 = {0};
     if (fs_comm_allreduce_max_int(comm, &failed, &e2) && !rc) rc = fs_fail(err, e2.code, "%s", e2.msg);
     if (failed && !rc) rc = fs_fail(err, FS_ERR_COMM, "render not started: another rank failed");
-    fs_render_hooks hooks = {.on_progress = on_progress, .on_rows = on_rows,
+    fs_render_hooks hooks = {.on_progress = on_progress, .begin_image = begin_image,
+                             .on_rows = on_rows, .end_image = end_image,
                              .on_latent = pass_latent, .on_image = pass_image, .user = &ctx};
     fs_render_stats st = {0};
     if (!rc) rc = fs_worker_render(comm, job, models, &hooks, &st, err);
     *stopped = st.stopped;
-    if (rank == 0 && ctx.png) {
-        if (!rc && !st.stopped) rc = fs_png_finish(ctx.png, err);
-        else fs_png_abort(ctx.png);
-    }
+    if (ctx.png) fs_png_abort(ctx.png);   /* only after a failure inside an image */
     if (opts && opts->stats && (!rc || st.stopped)) print_stats(comm, &st);
     fs_models_free(models);
     return rc;

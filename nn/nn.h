@@ -173,6 +173,23 @@ void nn_copy(nn_ctx *f, float *dst, const float *src, size_t count);      /* mem
 void nn_zero(nn_ctx *f, float *dst, size_t count);
 void nn_upsample2x(nn_ctx *f, const float *x, float *y, int n, int rows, int w, int c);
 
+/* ---------------------------------------------------------------- FreeScale (ops_fs.c)
+ * fs_blur on a buffer holding the rows d says (the caller made the halo). */
+fs_code nn_blur(nn_ctx *f, const fs_blur_desc *d, const float *g, const float *x, float *y);
+/* fs_blur_fft in place on whole maps x [n][h][w][c] (every rank the same). */
+fs_code nn_blur_fft(nn_ctx *f, float *x, int h, int w, int c, float sigma);
+/* sum[m] = the per-row partials own_part ([own rows][m], this strip's rows
+ * of level lv) of all strips, added in global row order (row 0 first): the
+ * same bits for any split. */
+fs_code nn_sum_rows(nn_ctx *f, const nn_level *lv, const double *own_part, size_t m,
+                    double *sum);
+/* FreeU's Fourier filter (kernels.h) with scale s on this strip's own rows
+ * x [n][rows][w][c], in place: per-row partials, summed in global row order,
+ * applied per item. */
+fs_code nn_freeu_filter(nn_ctx *f, const nn_level *lv, float *x, int c, float s);
+/* x[p][ch] *= b for ch < first, p < pixels (rows of c floats). */
+void nn_scale_channels(nn_ctx *f, float *x, size_t pixels, int c, int first, float b);
+
 #ifdef __cplusplus
 }
 #endif

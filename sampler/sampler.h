@@ -73,6 +73,32 @@ void fs_sampler_scale_noise(const fs_schedule *s, const float *noise, size_t n, 
 fs_code fs_noise_file_read(const char *path, int h, int w, int c, int row0, int rows, float *x,
                            fs_error *err);
 
+
+/* ---------------------------------------------------------------- the self-cascade
+ * (sampler/cascade.c; spec/freescale.md sections 2 and 3.) */
+
+/* Counter-based streams of a cascade (seed = the job's): the key of every
+ * random number is (stream, global index), so no value depends on the split. */
+#define FS_STREAM_STAGE_NOISE(s) (0x100u + (uint64_t)(s))   /* eps of stage s, index (y w + x) 4 + c */
+#define FS_STREAM_POSTERIOR(s) (0x200u + (uint64_t)(s))     /* VAE sample of stage s's input */
+#define FS_STREAM_JITTER(s) (0x300u + (uint64_t)(s))        /* scale-fusion windows of stage s */
+
+/* noisy = add_noise(z, eps, t_i): Euler z + sigma_i eps (the variance-exploding
+ * form the official code mixes in), DDIM sqrt(a_t) z + sqrt(1 - a_t) eps. */
+void fs_sampler_add_noise(const fs_schedule *s, int i, const float *z, const float *eps,
+                          size_t n, float *noisy);
+
+/* cosine_factor(t) = (1 + cos(pi (1000 - t) / 1000)) / 2 at t = timesteps[i]. */
+double fs_detail_cosine(const fs_schedule *s, int i);
+
+/* Detail control before every UNet call of a later stage:
+ * x = (1 - c) x + c add_noise(z, eps, t_i), c = cosine^alpha; with a mask
+ * ([rows][w] values 0 or 1, NULL = none) the exponent is per pixel: m
+ * alpha_fg + (1 - m) alpha_bg. x, z, eps: [pixels][channels]. */
+void fs_detail_blend(const fs_schedule *s, int i, float alpha_fg, float alpha_bg,
+                     const float *mask, const float *z, const float *eps, size_t pixels,
+                     int channels, float *x);
+
 #ifdef __cplusplus
 }
 #endif

@@ -11,6 +11,10 @@
  * all-gathers the LayerNorm-ed tokens and recomputes K and V for every token
  * on every rank (half the bytes of gathering K and V).
  *
+ * With FreeScale on (forward.h's f->fsx): the 3x3 convs of a block run with
+ * f->dil (restrained dilation: halo rows d, the downsampler d on top and d - 1
+ * below), and attn1 becomes scale fusion (fusion.c).
+ *
  * Token products (proj_in/out, q/k/v/out, feed-forward) run per batch item
  * with m0 = the global index of the strip's first token, so every GEMM tile
  * sits at the same global place whatever the split (bit-identical results). */
@@ -38,22 +42,26 @@ static fs_conv2d_desc conv_desc(const fwd *f, const fwd_level *in, const fs_conv
 
 /* ---------------------------------------------------------------- ResnetBlock2D */
 
-/* GN(x) + SiLU into a 1-row halo buffer, halo exchanged, then the 3x3 conv. */
+/* GN(x) + SiLU into a halo buffer of `dil` rows each side (a 3x3 conv with
+ * dilation and padding dil reads dil rows beyond the strip), halo
+ * exchanged, then the 3x3 conv. */
 static fs_code gn_silu_conv(fwd *f, const fwd_level *lv, const float *x, const fs_norm_w *nw,
-                            float eps, const fs_conv_w *cw, float *y) {
+                            float eps, const fs_conv_w *cw, int dil, float *y) {
     size_t mark = nn_mark(&f->nn);
     float *mean, *rstd;
     fs_code rc = nn_gn_stats(&f->nn, lv, x, cw->in, f->cfg->groups, eps, &mean, &rstd);
-    float *g = rc ? NULL : nn_floats(&f->nn, (size_t)f->nn.n * (lv->rows + 2) * lv->w * cw->in);
+    float *g = rc ? NULL
+                  : nn_floats(&f->nn, (size_t)f->nn.n * (lv->rows + 2 * dil) * lv->w * cw->in);
     if (!rc && !g) rc = oom(f);
     if (!rc) {
-        nn_gn_apply(&f->nn, lv, x, cw->in, f->cfg->groups, mean, rstd, nw, 1, g, 1, 1);
-        rc = nn_halo(&f->nn, lv, g, cw->in, 1, 1);
+        nn_gn_apply(&f->nn, lv, x, cw->in, f->cfg->groups, mean, rstd, nw, 1, g, dil, dil);
+        rc = nn_halo(&f->nn, lv, g, cw->in, dil, dil);
     }
     if (!rc) {
         fs_conv2d_desc d = conv_desc(f, lv, cw, 1);
-        d.x_row0 = lv->row0 - 1;
-        d.x_rows = lv->rows + 2;
+        d.dil = dil;
+        d.x_row0 = lv->row0 - dil;
+        d.x_rows = lv->rows + 2 * dil;
         d.y_row0 = lv->row0;
         d.y_rows = lv->rows;
         rc = nn_conv(&f->nn, &d, g, cw, y);
@@ -71,12 +79,12 @@ fs_code fwd_resblock(fwd *f, const fwd_level *lv, const fs_resnet_w *rw, const f
     float *temb = h1 ? nn_floats(&f->nn, (size_t)f->nn.n * rw->cout) : NULL;
     if (!temb) rc = oom(f);
     /* h1 = conv1(SiLU(GN(x))) + time_emb_proj(SiLU(emb)) */
-    if (!rc) rc = gn_silu_conv(f, lv, x, &rw->norm1, eps, &rw->conv1, h1);
+    if (!rc) rc = gn_silu_conv(f, lv, x, &rw->norm1, eps, &rw->conv1, f->dil, h1);
     if (!rc) {
         nn_small_linear(&f->nn, f->emb_silu, temb, f->nn.n, &rw->time_emb_proj);
         nn_add_bcast(&f->nn, h1, temb, f->nn.n, (size_t)lv->rows * lv->w, rw->cout);
         /* y = conv2(SiLU(GN(h1))) (dropout is 0) */
-        rc = gn_silu_conv(f, lv, h1, &rw->norm2, eps, &rw->conv2, y);
+        rc = gn_silu_conv(f, lv, h1, &rw->norm2, eps, &rw->conv2, f->dil, y);
     }
     /* y += shortcut(x): a 1x1 conv when the channel count changes */
     if (!rc && rw->cin != rw->cout) {
@@ -157,9 +165,12 @@ static fs_code tblock(fwd *f, const fwd_level *lv, const fs_tblock_w *bw, int he
         all = nn_floats(&f->nn, (size_t)n * N * c);
         rc = all ? nn_allgather(&f->nn, lv, ln, all, c) : oom(f);
     }
-    if (!rc)
+    if (!rc && f->fsx && f->fsx->fusion) /* FreeScale's scale fusion (fusion.c) */
+        rc = fwd_fused_self_attention(f, lv, bw, heads, ln, all, hs);
+    else if (!rc)
         rc = attend(f, lv, &bw->attn1_q, &bw->attn1_k, &bw->attn1_v, &bw->attn1_out, heads, ln,
                     all, (int)N, 0, hs);
+    f->attn_ordinal++; /* the jitter key's block: one per self-attention, in forward order */
     nn_reset(&f->nn, mark);
 
     /* cross-attention on the text context */
@@ -223,18 +234,23 @@ fs_code fwd_transformer(fwd *f, const fwd_level *lv, const fs_transformer_w *tw,
 
 fs_code fwd_downsample(fwd *f, const fwd_level *fine, const fwd_level *coarse,
                        const fs_conv_w *cw, const float *x, float *y) {
-    /* output rows [R0/2, R1/2) read input rows [R0 - 1, R1): one row on top */
+    /* output rows [R0/2, R1/2) read input rows [R0 - d, R1 + d - 1) with
+     * dilation (and padding) d: d rows on top, d - 1 below (one on top
+     * undilated) */
+    const int dil = f->dil, top = dil, bot = dil - 1;
     const size_t mark = nn_mark(&f->nn);
-    float *buf = nn_floats(&f->nn, (size_t)f->nn.n * (fine->rows + 1) * fine->w * cw->in);
+    float *buf =
+        nn_floats(&f->nn, (size_t)f->nn.n * (fine->rows + top + bot) * fine->w * cw->in);
     fs_code rc = buf ? FS_OK : oom(f);
     if (!rc) {
-        nn_copy_own(&f->nn, fine, x, cw->in, buf, 1, 0);
-        rc = nn_halo(&f->nn, fine, buf, cw->in, 1, 0);
+        nn_copy_own(&f->nn, fine, x, cw->in, buf, top, bot);
+        rc = nn_halo(&f->nn, fine, buf, cw->in, top, bot);
     }
     if (!rc) {
         fs_conv2d_desc d = conv_desc(f, fine, cw, 2);
-        d.x_row0 = fine->row0 - 1;
-        d.x_rows = fine->rows + 1;
+        d.dil = dil;
+        d.x_row0 = fine->row0 - top;
+        d.x_rows = fine->rows + top + bot;
         d.y_row0 = coarse->row0;
         d.y_rows = coarse->rows;
         rc = nn_conv(&f->nn, &d, buf, cw, y);
@@ -271,7 +287,7 @@ fs_code fwd_upsample(fwd *f, const fwd_level *coarse, const fwd_level *fine,
 
 fs_code fwd_conv3x3(fwd *f, const fwd_level *lv, const fs_conv_w *cw, const fs_norm_w *nw,
                     float eps, const float *x, float *y) {
-    if (nw) return gn_silu_conv(f, lv, x, nw, eps, cw, y);
+    if (nw) return gn_silu_conv(f, lv, x, nw, eps, cw, 1, y);
     const size_t mark = nn_mark(&f->nn);
     float *buf = nn_floats(&f->nn, (size_t)f->nn.n * (lv->rows + 2) * lv->w * cw->in);
     fs_code rc = buf ? FS_OK : oom(f);

@@ -11,7 +11,13 @@
  * block's temporaries sit above the skips and are gone when it returns.
  *
  * The plan, not the communicator, decides who talks: a one-part plan runs the
- * whole map without a single comm call, whatever comm is. */
+ * whole map without a single comm call, whatever comm is.
+ *
+ * FreeScale (fs_unet_forward_fs): restrained dilation sets f->dil for the
+ * blocks fwd_conv_dilated names (the convs read it), scale fusion replaces
+ * attn1 inside blocks.c's transformer blocks (fusion.c), FreeU acts before
+ * each up resnet's concat (freeu.c). With nothing on, the code path is the
+ * plain forward's, so its bits are too. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +83,22 @@ static fs_code push(fwd *f, skip *stack, int *depth, const fwd_level *lv, int le
     return FS_OK;
 }
 
+int fwd_conv_dilated(const fs_unet_config *cfg, int kind, int level) {
+    const int last = cfg->levels - 1;
+    switch (kind) {
+    case FWD_CONV_DOWNSAMPLER: return level == last - 1 && level >= 0;
+    case FWD_CONV_DOWN_RESNET: return level == last;
+    case FWD_CONV_MID_RESNET: return 1;
+    default: return 0;
+    }
+}
+
+/* f->dil for a conv of this kind and level. */
+static int dil_for(const fwd *f, int kind, int level) {
+    const int d = f->fsx && f->fsx->dilation > 1 ? f->fsx->dilation : 1;
+    return d > 1 && fwd_conv_dilated(f->cfg, kind, level) ? d : 1;
+}
+
 /* One whole pass (dry or real) over the network. */
 static fs_code run(fwd *f, const fs_unet *u, const float *x, const float *t, const float *y,
                    float *eps) {
@@ -86,6 +108,8 @@ static fs_code run(fwd *f, const fs_unet *u, const float *x, const float *t, con
     char name[64];
     float *emb_silu = NULL;
     nn_profile_eval(&f->nn, 1);
+    f->dil = 1;
+    f->attn_ordinal = 0;
     f->nn.level = -1; /* the embeddings */
     fs_code rc = embed(f, u, t, y, &emb_silu);
     if (rc) return rc;
@@ -112,7 +136,9 @@ static fs_code run(fwd *f, const fs_unet *u, const float *x, const float *t, con
         const fs_level_w *lw = &w->down[l];
         f->nn.level = l;
         for (int j = 0; j < L; j++) {
+            f->dil = dil_for(f, FWD_CONV_DOWN_RESNET, l);
             TRY(fwd_resblock(f, &f->lv[l], &lw->resnets[j], cur, other));
+            f->dil = 1;
             SWAP();
             TRY(fwd_transformer(f, &f->lv[l], &lw->attentions[j], cur));
             c = lw->resnets[j].cout;
@@ -121,7 +147,9 @@ static fs_code run(fwd *f, const fs_unet *u, const float *x, const float *t, con
         int out_level = l;
         if (l < last) {
             f->nn.level = l + 1;
+            f->dil = dil_for(f, FWD_CONV_DOWNSAMPLER, l);
             TRY(fwd_downsample(f, &f->lv[l], &f->lv[l + 1], &lw->sampler, cur, other));
+            f->dil = 1;
             SWAP();
             out_level = l + 1;
             TRY(push(f, stack, &depth, &f->lv[l + 1], l + 1, cur, c));
@@ -131,10 +159,14 @@ static fs_code run(fwd *f, const fs_unet *u, const float *x, const float *t, con
     }
 
     f->nn.level = last;
+    f->dil = dil_for(f, FWD_CONV_MID_RESNET, last);
     TRY(fwd_resblock(f, &f->lv[last], &w->mid_resnets[0], cur, other));
     SWAP();
+    f->dil = 1;
     TRY(fwd_transformer(f, &f->lv[last], &w->mid_attention, cur));
+    f->dil = dil_for(f, FWD_CONV_MID_RESNET, last);
     TRY(fwd_resblock(f, &f->lv[last], &w->mid_resnets[1], cur, other));
+    f->dil = 1;
     SWAP();
     fwd_trace(f, "mid_block", &f->lv[last], cur, c);
 
@@ -152,6 +184,7 @@ static fs_code run(fwd *f, const fs_unet *u, const float *x, const float *t, con
                                "UNet forward: up_blocks.%d.resnets.%d expects %d input channels, "
                                "the running tensor (%d) and skip (%d, level %d) give %d",
                                i, j, lw->resnets[j].cin, c, s->c, s->level, c + s->c);
+            TRY(fwd_freeu(f, lv, i, j, cur, c, s->p, s->c));
             nn_concat(&f->nn, cur, c, s->p, s->c, other, (size_t)f->nn.n * lv->rows * lv->w);
             nn_reset(&f->nn, s->mark); /* the skip was the top of the stack */
             TRY(fwd_resblock(f, lv, &lw->resnets[j], other, cur));
@@ -178,7 +211,7 @@ static fs_code run(fwd *f, const fs_unet *u, const float *x, const float *t, con
 
 /* Checks the call and fills the per-level geometry of f. */
 static fs_code setup(fwd *f, const fs_unet *u, const fs_strip_plan *plan, int rank, int h,
-                     int w, int n, int ctx_len, fs_error *err) {
+                     int w, int n, int ctx_len, const fs_unet_freescale *fsx, fs_error *err) {
     const fs_unet_config *cfg = &u->config;
     const int factor = 1 << (cfg->levels - 1);
     if (n < 1 || ctx_len < 1 || h < 1 || w < 1)
@@ -197,6 +230,11 @@ static fs_code setup(fwd *f, const fs_unet *u, const fs_strip_plan *plan, int ra
     if (rank < 0 || rank >= plan->parts)
         return fs_fail(err, FS_ERR_INVALID, "UNet forward: strip %d of a %d-part plan", rank,
                        plan->parts);
+    fs_code frc = fwd_fs_check(fsx, cfg, h, w, err);
+    if (frc) return frc;
+    f->fsx = fwd_fs_active(fsx) ? fsx : NULL;
+    f->lat_h = h;
+    f->lat_w = w;
     f->cfg = cfg;
     f->nn.what = "UNet forward";
     f->nn.n = n;
@@ -223,6 +261,14 @@ fs_code fs_unet_forward(fs_unet *u, fs_comm *comm, const fs_strip_plan *plan, in
                         int n, const float *x, const float *t, const float *context,
                         int ctx_len, const float *y, float *eps, const fs_unet_trace *trace,
                         fs_error *err) {
+    return fs_unet_forward_fs(u, comm, plan, h, w, n, x, t, context, ctx_len, y, eps, trace,
+                              NULL, err);
+}
+
+fs_code fs_unet_forward_fs(fs_unet *u, fs_comm *comm, const fs_strip_plan *plan, int h, int w,
+                           int n, const float *x, const float *t, const float *context,
+                           int ctx_len, const float *y, float *eps, const fs_unet_trace *trace,
+                           const fs_unet_freescale *fsx, fs_error *err) {
     if (!u || !plan || !x || !t || !context || !y || !eps)
         return fs_fail(err, FS_ERR_INVALID, "UNet forward: NULL model, plan or tensor");
     fs_error local = {0};
@@ -240,7 +286,7 @@ fs_code fs_unet_forward(fs_unet *u, fs_comm *comm, const fs_strip_plan *plan, in
     }
     fwd *f = calloc(1, sizeof *f);
     if (!f) return fs_fail(err, FS_ERR_NOMEM, "UNet forward: out of memory");
-    fs_code rc = setup(f, u, plan, rank, h, w, n, ctx_len, err);
+    fs_code rc = setup(f, u, plan, rank, h, w, n, ctx_len, fsx, err);
     f->nn.comm = comm;
     f->context = context;
     f->trace = trace;
@@ -264,14 +310,15 @@ fs_code fs_unet_forward(fs_unet *u, fs_comm *comm, const fs_strip_plan *plan, in
 }
 
 fs_code fs_unet_forward_bytes(const fs_unet *u, const fs_strip_plan *plan, int rank, int h,
-                              int w, int n, int ctx_len, size_t *bytes, fs_error *err) {
+                              int w, int n, int ctx_len, const fs_unet_freescale *fsx,
+                              size_t *bytes, fs_error *err) {
     if (!u || !plan || !bytes)
         return fs_fail(err, FS_ERR_INVALID, "UNet forward bytes: NULL model, plan or result");
     fs_error local = {0};
     if (!err) err = &local;
     fwd *f = calloc(1, sizeof *f);
     if (!f) return fs_fail(err, FS_ERR_NOMEM, "UNet forward bytes: out of memory");
-    fs_code rc = setup(f, u, plan, rank, h, w, n, ctx_len, err);
+    fs_code rc = setup(f, u, plan, rank, h, w, n, ctx_len, fsx, err);
     if (!rc) {
         /* the dry pass reads no tensor: placeholders stand for the inputs */
         static const float none[1];

@@ -117,7 +117,7 @@ fs_code fs_unet_forward(fs_unet *u, fs_comm *comm, const fs_strip_plan *plan, in
  * every side (padded tokens enter the softmax with zero keys/values), value
  * / count averaging; r = 0: no padding, no jitter. With a base of 128 x 128
  * latents (1024^2) and stages that are integer multiples, everything equals
- * the official code (unet/fusion.c documents the general rule).
+ * the official code (unet/fusion.h documents the general rule).
  * Global path: full attention over all tokens, or (fast_mode) over the s_h x
  * s_w dilated sub-lattices. Blur: Gaussian sigma `blur_sigma`, k = 2 s - 1,
  * zero padding, over the axes of `blur` (FS_BLUR_3D = HEAD's rows, columns

@@ -47,28 +47,42 @@ fs_clip_config fs_models_embedded_clip_config(int which);
  * Collective: every rank calls it with the same job (rank 0 reads it and
  * broadcasts it). Each rank denoises its row strip of the latent (strip
  * boundaries on multiples of 2^(levels-1) latent rows) and decodes it; rank 0
- * gets the image rows in order through on_rows. Same bits for any rank count. */
+ * gets the image rows in order through on_rows. Same bits for any rank count.
+ * A job with several stages runs FreeScale's self-cascade (worker/stage.c,
+ * worker/images.c): stage 0 a plain render (or the job's input image),
+ * every later stage upsampled from the previous one, re-noised to the
+ * restart step and denoised with restrained dilation, scale fusion and
+ * FreeU; every random number is keyed by global index (sampler.h streams). */
 typedef struct fs_render_hooks {
-    /* rank 0, after each phase and each step (phase "text", "unet", "vae");
-     * a nonzero return stops the render on every rank (Ctrl-C). */
-    int (*on_progress)(void *user, const char *phase, int step, int steps);
-    /* rank 0: image rows [y0, y0 + count), 8-bit RGB, top to bottom. */
+    /* rank 0, after each phase and each step (phase "text", "unet", "vae",
+     * "upsample"; stage of n_stages); a nonzero return stops the render on
+     * every rank (Ctrl-C). */
+    int (*on_progress)(void *user, const char *phase, int stage, int n_stages, int step,
+                       int steps);
+    /* rank 0: an image of stage `stage` begins (the final one is stage
+     * n_stages - 1; earlier stages only with job->stage_outputs), its rows
+     * come through on_rows, 8-bit RGB, top to bottom, then end_image (ok = 0:
+     * the render failed or stopped, drop the file). */
+    fs_code (*begin_image)(void *user, int stage, int width, int height, fs_error *err);
     fs_code (*on_rows)(void *user, const uint8_t *rows, int y0, int count, int width,
                        fs_error *err);
-    /* every rank (optional): its strip of the final latent (the scaled latent the
-     * UNet works on, NHWC [rows][w][4]) and of the decoded image (NHWC [rows][W][3],
-     * in [-1, 1], not clamped), in latent / pixel rows. */
-    void (*on_latent)(void *user, const float *strip, int row0, int rows, int h, int w);
-    void (*on_image)(void *user, const float *strip, int row0, int rows, int height, int width);
+    fs_code (*end_image)(void *user, int stage, int ok, fs_error *err);
+    /* every rank (optional): its strip of each stage's final latent (the scaled
+     * latent the UNet works on, NHWC [rows][w][4]) and of the decoded image
+     * (NHWC [rows][W][3], in [-1, 1], not clamped), in latent / pixel rows. */
+    void (*on_latent)(void *user, int stage, const float *strip, int row0, int rows, int h,
+                      int w);
+    void (*on_image)(void *user, int stage, const float *strip, int row0, int rows, int height,
+                     int width);
     void *user;
 } fs_render_hooks;
 
 typedef struct fs_render_stats {
     int stopped;                     /* 1: stopped by on_progress (no image) */
-    double seconds_text, seconds_unet, seconds_vae;
+    double seconds_text;             /* tokenizer + text encoders */
+    double seconds_stages;           /* the sampler loops with the VAE work between stages */
     size_t peak_alloc;               /* fs_mem_peak of this rank (bytes) */
     size_t peak_rss;                 /* VmHWM of this rank */
-    int strip_rows;                  /* this rank's latent rows */
     fs_traffic traffic[FS_TRAFFIC_KINDS];
 } fs_render_stats;
 
