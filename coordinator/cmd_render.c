@@ -137,7 +137,7 @@ void coord_png_text(const fs_job *job, const char *model_desc, char *params, siz
 }
 
 static void print_stats(fs_comm *comm, const fs_render_stats *st) {
-    enum { LINE = 320 };
+    enum { LINE = 1024 };
     int rank = fs_comm_rank(comm), size = fs_comm_size(comm);
     char line[LINE];
     uint64_t sent = 0;
@@ -147,6 +147,13 @@ static void print_stats(fs_comm *comm, const fs_render_stats *st) {
              "sent %.1f kB",
              rank, st->seconds_text, st->seconds_stages, st->peak_rss / 1e6,
              st->peak_alloc / 1e6, sent / 1e3);
+    for (int s = 0; s < FS_JOB_MAX_STAGES && st->stage_seconds[s] > 0; s++) {
+        size_t at = strlen(line);
+        if (at + 80 < LINE)
+            snprintf(line + at, LINE - at, "\n    stage %d: %.2f s, peak RSS %.1f MB, buffers %.1f MB", s,
+                     st->stage_seconds[s], st->stage_peak_rss[s] / 1e6,
+                     st->stage_peak_alloc[s] / 1e6);
+    }
     char *all = rank == 0 ? calloc((size_t)size, LINE) : NULL;
     fs_error e = {0};
     if (comm) fs_comm_gather_bytes(comm, line, LINE, all, 0, &e);

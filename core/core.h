@@ -94,6 +94,7 @@ size_t fs_mem_current(void);             /* bytes held through fs_alloc now */
 size_t fs_mem_peak(void);                /* high-water mark of fs_mem_current */
 void fs_mem_reset_peak(void);
 size_t fs_mem_peak_rss(void);            /* the OS's peak resident set (VmHWM), bytes */
+int fs_mem_reset_peak_rss(void);         /* VmHWM back to the current RSS; -1 if unsupported */
 
 typedef struct fs_arena fs_arena;
 fs_arena *fs_arena_create(size_t capacity, fs_error *err);

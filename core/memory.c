@@ -51,6 +51,14 @@ size_t fs_mem_peak_rss(void) {
     return kb * 1024;
 }
 
+int fs_mem_reset_peak_rss(void) {
+    /* Linux: writing 5 to clear_refs resets VmHWM to the current RSS */
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f) return -1;
+    int ok = fputs("5", f) >= 0;
+    return fclose(f) == 0 && ok ? 0 : -1;
+}
+
 /* ---------------------------------------------------------------- arenas */
 struct fs_arena {
     unsigned char *base;

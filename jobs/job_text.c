@@ -104,7 +104,9 @@ static fs_code validate_freescale(const fs_job *job, fs_error *err) {
         (rc = check_range(job, "upsample", NULL, job->upsample_latent, 0, 1, 1, err)) ||
         (rc = check_range(job, "freeu", NULL, job->freeu, 0, 1, 1, err)) ||
         (rc = check_range(job, "blur", NULL, job->blur, 0, 3, 1, err)) ||
-        (rc = check_range(job, "stage_outputs", NULL, job->stage_outputs, 0, 1, 1, err)))
+        (rc = check_range(job, "stage_outputs", NULL, job->stage_outputs, 0, 1, 1, err)) ||
+        (rc = check_range(job, "scale_fusion", NULL, job->scale_fusion, 0, 1, 1, err)) ||
+        (rc = check_range(job, "dilation", NULL, job->dilation, 0, 1, 1, err)))
         return rc;
     for (int i = 0; i < 4; i++) {
         char key[16];
@@ -295,6 +297,8 @@ size_t fs_job_to_yaml(const fs_job *job, char *buf, size_t cap) {
         case K_BLUR: put_name(&o, fs_job_blur_names, 4, job->blur); break;
         case K_BLUR_SIGMA: put_float(&o, job->blur_sigma); break;
         case K_STAGE_OUTPUTS: put(&o, "%s", job->stage_outputs ? "true" : "false"); break;
+        case K_SCALE_FUSION: put(&o, "%s", job->scale_fusion ? "true" : "false"); break;
+        case K_DILATION: put(&o, "%s", job->dilation ? "true" : "false"); break;
         case K_COUNT: break;
         }
         put(&o, "\n");

@@ -30,6 +30,7 @@ const char *const fs_job_key_names[K_COUNT] = {
     [K_DILATE_TAU] = "dilate_tau", [K_FAST_MODE] = "fast_mode", [K_UPSAMPLE] = "upsample",
     [K_MASK] = "mask",           [K_INPUT_IMAGE] = "input_image", [K_FREEU] = "freeu",
     [K_BLUR] = "blur",           [K_BLUR_SIGMA] = "blur_sigma", [K_STAGE_OUTPUTS] = "stage_outputs",
+    [K_SCALE_FUSION] = "scale_fusion", [K_DILATION] = "dilation",
 };
 
 const char *const fs_job_scheduler_names[2] = {"euler", "ddim"};
@@ -188,6 +189,8 @@ static fs_code set_value(jr_ctx *c, fs_job_key k, const yd_node *v, fs_job *job)
         return rc;
     case K_BLUR_SIGMA: return jr_get_number(c, v, NULL, 0, 100, 1, &job->blur_sigma);
     case K_STAGE_OUTPUTS: return jr_get_bool(c, v, &job->stage_outputs);
+    case K_SCALE_FUSION: return jr_get_bool(c, v, &job->scale_fusion);
+    case K_DILATION: return jr_get_bool(c, v, &job->dilation);
     case K_COUNT: break;
     }
     return fs_fail(c->err, FS_ERR_INVALID, "internal: key %d", (int)k);
@@ -216,6 +219,8 @@ void fs_job_defaults(fs_job *job) {
     set_freeu(job, 0, fs_job_freeu_defaults);  /* a plain render: diffusers' plain pipeline */
     job->blur = FS_JOB_BLUR_3D;
     job->blur_sigma = 1.0f;
+    job->scale_fusion = 1;
+    job->dilation = 1;
 }
 
 /* The keys a file left out that follow others, and the checks between

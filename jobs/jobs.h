@@ -61,6 +61,9 @@
  *   blur_sigma:       number > 0, at most 100                     (1.0)
  *   stage_outputs:    bool: also write each earlier stage's PNG next to output
  *                     as NAME_<W>x<H>.png                        (false)
+ *   scale_fusion:     bool: scale fusion in the later stages (true); false for
+ *                     ablations and the cascade-without-fusion benchmark
+ *   dilation:         bool: restrained dilation in the later stages (true)
  *
  * Unknown keys are errors that suggest the nearest known key.
  *
@@ -162,6 +165,8 @@ typedef struct fs_job {
     int blur;                                  /* fs_job_blur */
     float blur_sigma;                          /* 1.0 */
     int stage_outputs;                         /* also write each earlier stage's PNG */
+    int scale_fusion;                          /* ablation switch: 0 = plain self-attention (1) */
+    int dilation;                              /* ablation switch: 0 = no restrained dilation (1) */
 } fs_job;
 
 /* The defaults above (prompt empty: a job must set it); every byte not

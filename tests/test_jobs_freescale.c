@@ -141,10 +141,14 @@ static void test_freescale_errors(void) {
     EXPECT_ERR("prompt: a\nrestart: 3\n", FS_ERR_INVALID, "(did you mean 'restart_step'?)");
     EXPECT_ERR("prompt: a\ncosine: 1\n", FS_ERR_INVALID, "(did you mean 'cosine_scale'?)");
     EXPECT_ERR("prompt: a\nblur_sigm: 1\n", FS_ERR_INVALID, "(did you mean 'blur_sigma'?)");
-    EXPECT_ERR("prompt: a\ndilation: 1\n", FS_ERR_INVALID, "job.yaml:2:1:",
-               "unknown key 'dilation' (known keys: model,", "stages, restart_step, cosine_scale, "
+    EXPECT_ERR("prompt: a\nwindow: 1\n", FS_ERR_INVALID, "job.yaml:2:1:",
+               "unknown key 'window' (known keys: model,", "stages, restart_step, cosine_scale, "
                "cosine_scale_bg, dilate_tau, fast_mode, upsample, mask, input_image, freeu, blur, "
-               "blur_sigma, stage_outputs)");
+               "blur_sigma, stage_outputs, scale_fusion, dilation)");
+    EXPECT_ERR("prompt: a\nscale_fusion: maybe\n", FS_ERR_INVALID, "job.yaml:2:15:",
+               "scale_fusion: expected true, false, yes or no");
+    EXPECT_ERR("prompt: a\ndilation: 2\n", FS_ERR_INVALID, "job.yaml:2:11:",
+               "dilation: expected true, false, yes or no");
     EXPECT_ERR("prompt: a\nstages: 2k\nstages: 4k\n", FS_ERR_INVALID, "job.yaml:3:1:",
                "duplicate key 'stages'");
 }

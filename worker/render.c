@@ -75,6 +75,18 @@ static void report_latent(render_run *r, const stage_map *m) {
                             stage_rows(r, m), m->h, m->w);
 }
 
+/* Per-stage time and peaks: a stage's peaks count from its start. */
+static void stage_begin(render_run *r) {
+    r->stage_t0 = fs_now();
+    fs_mem_reset_peak();
+    r->rss_resettable = fs_mem_reset_peak_rss() == 0;
+}
+static void stage_end(render_run *r, int s) {
+    r->stats->stage_seconds[s] = fs_now() - r->stage_t0;
+    r->stats->stage_peak_alloc[s] = fs_mem_peak();
+    r->stats->stage_peak_rss[s] = r->rss_resettable ? fs_mem_peak_rss() : 0;
+}
+
 /* Stage 0, then every later stage from the one before. */
 static fs_code run_stages(render_run *r) {
     const fs_job *job = r->job;
@@ -84,15 +96,18 @@ static fs_code run_stages(render_run *r) {
     fs_code rc = stage_map_make(r, 0, ns > 1 ? job->stage_width[0] : job->width,
                                 ns > 1 ? job->stage_height[0] : job->height, &cur);
     r->base_h = cur.h, r->base_w = cur.w;
+    stage_begin(r);
     rc = render_agree(r, rc);
     if (!rc && job->input_image[0]) rc = render_input_image(r, &cur);
     else if (!rc) rc = stage_denoise(r, &cur, NULL, NULL);
     if (!rc && !r->stop) report_latent(r, &cur);
+    if (ns > 1) stage_end(r, 0);
     for (int s = 1; !rc && !r->stop && s < ns; s++) {
         float *img = NULL, *z = NULL, *mask = NULL;
         /* the previous stage's image: needed for RGB upsampling, and for its PNG */
         int emit = job->stage_outputs;
         if (emit || !job->upsample_latent) rc = render_decode(r, &cur, &img, emit);
+        stage_begin(r);   /* the previous image was that stage's output */
         if (!rc) rc = stage_map_make(r, s, job->stage_width[s], job->stage_height[s], &next);
         rc = render_agree(r, rc);
         if (!rc) rc = render_upsample(r, &cur, img, &next, &z);
@@ -105,11 +120,13 @@ static fs_code run_stages(render_run *r) {
         cur = next;
         memset(&next, 0, sizeof next);
         if (!rc && !r->stop) report_latent(r, &cur);
+        if (s < ns - 1) stage_end(r, s);
     }
     /* the UNet's weights go before the last decode */
     fs_models_drop_unet(r->models);
     r->unet = NULL;
     if (!rc && !r->stop) rc = render_decode(r, &cur, NULL, 1);
+    stage_end(r, ns - 1);
     stage_map_free(&cur);
     stage_map_free(&next);
     return rc;
@@ -124,11 +141,13 @@ fs_code fs_worker_render(fs_comm *comm, const fs_job *job, fs_models *models,
     memset(&r, 0, sizeof r);
     r.comm = comm, r.job = job, r.models = models, r.hooks = hooks, r.err = err;
     r.rank = fs_comm_rank(comm), r.size = fs_comm_size(comm);
+    r.stats = &st;
 
     double t0 = fs_now();
     fs_code rc = render_agree(&r, condition(&r));
     st.seconds_text = fs_now() - t0;
     if (!rc) rc = render_progress(&r, "text", 0, 1, 1);
+    st.peak_alloc = fs_mem_peak(), st.peak_rss = fs_mem_peak_rss();   /* before stages reset them */
 
     t0 = fs_now();
     r.sched = malloc(sizeof *r.sched);
@@ -146,8 +165,13 @@ fs_code fs_worker_render(fs_comm *comm, const fs_job *job, fs_models *models,
     fs_free(r.context), fs_free(r.y);
     free(r.sched);
     st.stopped = r.stop;
-    st.peak_alloc = fs_mem_peak();
-    st.peak_rss = fs_mem_peak_rss();
+    /* the whole render's peaks: the largest of the text phase's and the stages' */
+    st.peak_alloc = st.peak_alloc > fs_mem_peak() ? st.peak_alloc : fs_mem_peak();
+    st.peak_rss = st.peak_rss > fs_mem_peak_rss() ? st.peak_rss : fs_mem_peak_rss();
+    for (int s = 0; s < FS_JOB_MAX_STAGES; s++) {
+        if (st.stage_peak_alloc[s] > st.peak_alloc) st.peak_alloc = st.stage_peak_alloc[s];
+        if (st.stage_peak_rss[s] > st.peak_rss) st.peak_rss = st.stage_peak_rss[s];
+    }
     if (comm) fs_comm_traffic(comm, st.traffic);
     if (stats) *stats = st;
     return rc;

@@ -18,6 +18,9 @@ typedef struct render_run {
     fs_vae *vae;                 /* loaded when first needed */
     int base_h, base_w;          /* stage-0 latent size */
     int stop;                    /* Ctrl-C: every rank agrees */
+    fs_render_stats *stats;      /* per-stage figures */
+    double stage_t0;
+    int rss_resettable;
 } render_run;
 
 /* One stage's latent as this rank holds it. */

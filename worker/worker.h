@@ -83,6 +83,12 @@ typedef struct fs_render_stats {
     double seconds_stages;           /* the sampler loops with the VAE work between stages */
     size_t peak_alloc;               /* fs_mem_peak of this rank (bytes) */
     size_t peak_rss;                 /* VmHWM of this rank */
+    /* per stage (the sampler loop and the upsampling into it; the last stage
+     * also its final decode): wall time, and peaks measured from the stage's
+     * start (counted buffers; VmHWM where Linux lets it be reset, else 0) */
+    double stage_seconds[FS_JOB_MAX_STAGES];
+    size_t stage_peak_alloc[FS_JOB_MAX_STAGES];
+    size_t stage_peak_rss[FS_JOB_MAX_STAGES];
     fs_traffic traffic[FS_TRAFFIC_KINDS];
 } fs_render_stats;
 
