@@ -18,6 +18,12 @@ void fs_sampler_add_noise(const fs_schedule *s, int i, const float *z, const flo
     for (size_t k = 0; k < n; k++) noisy[k] = sa * z[k] + sb * eps[k];
 }
 
+int fs_cascade_dilation(int stage, int i, int dilate_tau, int w_lat, int base_w_lat) {
+    if (stage <= 0 || i >= dilate_tau || base_w_lat <= 0) return 1;
+    int d = w_lat / base_w_lat;
+    return d > 1 ? d : 1;
+}
+
 double fs_detail_cosine(const fs_schedule *s, int i) {
     const double T = FS_TRAIN_STEPS;
     return 0.5 * (1.0 + cos(M_PI * (T - s->timesteps[i]) / T));

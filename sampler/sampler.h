@@ -88,6 +88,12 @@ fs_code fs_noise_file_read(const char *path, int h, int w, int c, int row0, int 
 void fs_sampler_add_noise(const fs_schedule *s, int i, const float *z, const float *eps,
                           size_t n, float *noisy);
 
+/* Restrained dilation's schedule: the factor for step i of stage `stage`
+ * whose latent is w_lat wide over a base (stage 0) of base_w_lat: d =
+ * w_lat / base_w_lat (the width alone, as the official target_size[1] //
+ * 1024) for steps i < dilate_tau of stages after the first, else 1. */
+int fs_cascade_dilation(int stage, int i, int dilate_tau, int w_lat, int base_w_lat);
+
 /* cosine_factor(t) = (1 + cos(pi (1000 - t) / 1000)) / 2 at t = timesteps[i]. */
 double fs_detail_cosine(const fs_schedule *s, int i);
 

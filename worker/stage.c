@@ -39,9 +39,8 @@ static fs_unet_freescale unet_settings(const render_run *r, const stage_map *m, 
     f.freeu.s1 = job->freeu_s1, f.freeu.s2 = job->freeu_s2;
     if (m->stage > 0) {
         f.fusion = job->scale_fusion;
-        /* d from the width alone, as the official `target_size[1] // 1024` */
-        int d = m->w / r->base_w;
-        if (job->dilation && i < job->dilate_tau && d > 1) f.dilation = d;
+        if (job->dilation)
+            f.dilation = fs_cascade_dilation(m->stage, i, job->dilate_tau, m->w, r->base_w);
     }
     return f;
 }
