@@ -36,9 +36,9 @@ run() {  # name, --set arguments...
        awk '{ printf "%.0f", ($1 + $2) * 1000 }')
   echo "$ms"
 }
-direct=$(run direct --set "stages=[$final]")
-cascade=$(run cascade)
-nofusion=$(run nofusion --set scale_fusion=false)
+direct=$(run direct --set "stages=[$final]") || { echo "$direct"; exit 1; }
+cascade=$(run cascade) || { echo "$cascade"; exit 1; }
+nofusion=$(run nofusion --set scale_fusion=false) || { echo "$nofusion"; exit 1; }
 echo "cascade_bench: stages $STAGES, $STEPS steps, $T threads, model $MODEL"
 echo "  direct ${final}^2:          $direct ms"
 echo "  FreeScale cascade:        $cascade ms"
