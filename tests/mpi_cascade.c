@@ -42,21 +42,9 @@ static void capture_free(stages_capture *c) {
     memset(c, 0, sizeof *c);
 }
 
-static unsigned char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc(n > 0 ? (size_t)n : 1);
-    *len = fread(b, 1, (size_t)n, f);
-    fclose(f);
-    return b;
-}
-
 static int same_file(const char *a, const char *b) {
     size_t la = 0, lb = 0;
-    unsigned char *x = slurp(a, &la), *y = slurp(b, &lb);
+    unsigned char *x = check_slurp(a, &la), *y = check_slurp(b, &lb);
     int same = x && y && la == lb && la > 0 && !memcmp(x, y, la);
     free(x), free(y);
     return same;

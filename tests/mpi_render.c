@@ -19,18 +19,6 @@
 
 static int rank, size;
 
-static unsigned char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc(n > 0 ? (size_t)n : 1);
-    *len = fread(b, 1, (size_t)n, f);
-    fclose(f);
-    return b;
-}
-
 static fs_job base_job(const char *dir, const char *name, fs_scheduler_kind sched) {
     fs_job j;
     fs_job_defaults(&j);
@@ -63,7 +51,7 @@ static void one_case(fs_comm *comm, const char *dir, fs_scheduler_kind sched) {
     CHECK(rc == FS_OK && !stopped, "render on %d ranks: %s", size, err.msg);
     if (rank != 0) return;
     size_t la = 0, lb = 0;
-    unsigned char *a = slurp(alone.output, &la), *b = slurp(together.output, &lb);
+    unsigned char *a = check_slurp(alone.output, &la), *b = check_slurp(together.output, &lb);
     CHECK(a && b && la == lb && la > 100 && !memcmp(a, b, la),
           "%s: %zu bytes alone vs %zu on %d ranks: not the same PNG", fs_scheduler_name(sched),
           la, lb, size);
@@ -118,7 +106,7 @@ static void failing_case(fs_comm *comm, const char *dir) {
         CHECK(strstr(err.msg, "bad_noise.safetensors") != NULL, "error does not name the file: %s",
               err.msg);
         size_t n = 0;
-        unsigned char *b = slurp(j.output, &n);
+        unsigned char *b = check_slurp(j.output, &n);
         CHECK(b && n == 12 && !memcmp(b, "a good image", 12), "the existing file was touched");
         free(b);
         printf("failing render: '%s'; old file kept\n", err.msg);

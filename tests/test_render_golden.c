@@ -66,18 +66,6 @@ static double rel_l2(const float *a, const float *b, size_t n) {
     return sqrt(num / (den > 0 ? den : 1));
 }
 
-static unsigned char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc(n > 0 ? (size_t)n : 1);
-    *len = fread(b, 1, (size_t)n, f);
-    fclose(f);
-    return b;
-}
-
 static void run_case(const char *data, fs_safetensors *io, json_t *cs, const char *tmp) {
     const char *name = json_string_value(json_object_get(cs, "name"));
     const char *prompt = json_string_value(json_object_get(cs, "prompt"));
@@ -156,7 +144,7 @@ static void run_case(const char *data, fs_safetensors *io, json_t *cs, const cha
     rc = coord_render(NULL, &sgm, NULL, &stopped, &err);
     CHECK(rc == FS_OK, "%s: single-file render: %s", name, err.msg);
     size_t la = 0, lb = 0;
-    unsigned char *a = slurp(job.output, &la), *b = rc ? NULL : slurp(sgm.output, &lb);
+    unsigned char *a = check_slurp(job.output, &la), *b = rc ? NULL : check_slurp(sgm.output, &lb);
     /* PNG text chunks name the model: compare the pixels instead of the bytes */
     uint8_t *px2 = NULL;
     int w2, h2;
