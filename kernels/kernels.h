@@ -219,11 +219,65 @@ fs_code fs_attention_causal(const float *q, int ldq, const float *k, int ldk, co
                             float scale, int64_t q0, fs_arena *scratch, fs_error *err);
 
 /* ---------------------------------------------------------------- CUDA
- * Present when built with CUDA (FS_HAVE_CUDA); fs_cuda_available() is 0 when
- * no usable device or driver is found, and callers then use the CPU ops. */
+ * The optional GPU backend (the .cu files of kernels/cuda, built when nvcc is found; see
+ * kernels/cuda_host.c for the build without it). One opaque context per rank
+ * holds the device, a stream, a cuBLAS handle and a scratch buffer; ops take
+ * DEVICE pointers, are queued on the context's stream and return at once
+ * (errors of a launch are reported; errors inside a kernel surface at the
+ * next fs_cuda_sync). Each op mirrors the CPU op of the same name above and
+ * is tested against its fs_*_ref by tests/test_cuda.c.
+ *
+ * Exactness across ranks holds on the GPU as on the CPU: cuBLAS is called
+ * only on tiles of a fixed shape at fixed global positions (a partial tile
+ * is zero-padded in scratch), cuBLAS runs in plain FP32 (no TF32, no split-K
+ * atomics), and every reduction has a fixed tree per row, so an output
+ * element has the same bits whatever strip computes it. Results are not
+ * bit-identical to the CPU ops (other summation orders), only within 1e-5.
+ *
+ * fs_cuda_available() is the number of usable devices (0 without CUDA in the
+ * build, a driver or a device; why says which). */
 int fs_cuda_available(char *why, size_t why_len);
-/* SiLU on the device, host buffers in and out (the CUDA path's first op). */
-fs_code fs_cuda_silu(const float *x, float *y, size_t n, fs_error *err);
+typedef struct fs_cuda fs_cuda;
+/* Opens `device` with a scratch buffer of scratch_bytes (0: 1 GiB); the GEMM
+ * tile sizes are chosen so every op fits in it. */
+fs_code fs_cuda_open(fs_cuda **out, int device, size_t scratch_bytes, fs_error *err);
+void fs_cuda_close(fs_cuda *cu);
+/* "NVIDIA H200 (sm_90, 132 SMs, 139.8 GiB)" */
+const char *fs_cuda_device_name(const fs_cuda *cu);
+fs_code fs_cuda_alloc(fs_cuda *cu, void **dptr, size_t bytes, fs_error *err);
+void fs_cuda_free(fs_cuda *cu, void *dptr);
+/* Copies wait for the stream (synchronous for the host buffer). */
+fs_code fs_cuda_upload(fs_cuda *cu, void *dst, const void *src, size_t bytes, fs_error *err);
+fs_code fs_cuda_download(fs_cuda *cu, void *dst, const void *src, size_t bytes, fs_error *err);
+fs_code fs_cuda_sync(fs_cuda *cu, fs_error *err);
+
+/* Pointwise (y may equal x). */
+fs_code fs_cuda_silu(fs_cuda *cu, const float *x, float *y, size_t n, fs_error *err);
+fs_code fs_cuda_gelu(fs_cuda *cu, const float *x, float *y, size_t n, fs_error *err);
+fs_code fs_cuda_quick_gelu(fs_cuda *cu, const float *x, float *y, size_t n, fs_error *err);
+fs_code fs_cuda_geglu(fs_cuda *cu, const float *x, float *y, size_t m, int d, fs_error *err);
+fs_code fs_cuda_upsample_nearest2x(fs_cuda *cu, const float *x, float *y, int n, int rows, int w,
+                                   int c, fs_error *err);
+/* GroupNorm in the CPU op's three steps: per-row partials (device, same
+ * layout as fs_groupnorm_partials: [rows][n][groups][2] doubles; summed
+ * across ranks by comm/ and folded by the host's fs_groupnorm_finish), then
+ * the apply step with mean and rstd on the device ([n][groups] floats). */
+fs_code fs_cuda_groupnorm_partials(fs_cuda *cu, const float *x, int n, int rows, int w, int c,
+                                   int groups, double *part, fs_error *err);
+fs_code fs_cuda_groupnorm_apply(fs_cuda *cu, const float *x, float *y, int n, int rows, int w,
+                                int c, int groups, const float *mean, const float *rstd,
+                                const float *gamma, const float *beta, int silu, fs_error *err);
+fs_code fs_cuda_layernorm(fs_cuda *cu, const float *x, float *y, size_t tokens, int c, float eps,
+                          const float *gamma, const float *beta, fs_error *err);
+/* GEMM ops: the CPU ops' contracts (m0, q0: the global index of the first
+ * row, on which the fixed tiles are aligned). */
+fs_code fs_cuda_linear(fs_cuda *cu, const float *x, float *y, size_t m, int k, int nout,
+                       const float *w, const float *bias, int64_t m0, fs_error *err);
+fs_code fs_cuda_conv2d(fs_cuda *cu, const fs_conv2d_desc *d, const float *x, const float *w,
+                       const float *bias, float *y, fs_error *err);
+fs_code fs_cuda_attention(fs_cuda *cu, const float *q, int ldq, const float *k, int ldk,
+                          const float *v, int ldv, float *o, int ldo, int nq, int nk, int heads,
+                          int dh, float scale, int64_t q0, fs_error *err);
 
 #ifdef __cplusplus
 }

@@ -1,9 +1,8 @@
-// The CUDA backend's device queries and first kernel (SiLU, checked against
-// fs_silu_ref by tests/test_cuda.c on a machine with a GPU). Host in, host
-// out for now; device-resident tensors come with the UNet.
-#include <cuda_runtime.h>
+// The CUDA backend's context: device queries, the stream, the cuBLAS handle,
+// the scratch buffer and host <-> device copies.
 #include <stdio.h>
-#include "kernels/kernels.h"
+#include <stdlib.h>
+#include "kernels/cuda/cuda_internal.h"
 
 extern "C" int fs_cuda_available(char *why, size_t why_len) {
     int count = 0;
@@ -19,25 +18,90 @@ extern "C" int fs_cuda_available(char *why, size_t why_len) {
     return count;
 }
 
-__global__ static void silu_kernel(const float *x, float *y, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) {
-        float v = x[i];
-        y[i] = v / (1.0f + expf(-v));
-    }
+extern "C" void fs_cuda_close(fs_cuda *cu) {
+    if (!cu) return;
+    if (cu->scratch) cudaFree(cu->scratch);
+    if (cu->blas) cublasDestroy(cu->blas);
+    if (cu->stream) cudaStreamDestroy(cu->stream);
+    free(cu);
 }
 
-extern "C" fs_code fs_cuda_silu(const float *x, float *y, size_t n, fs_error *err) {
-    float *d = NULL;
-    cudaError_t e = cudaMalloc(&d, 2 * n * sizeof(float));
-    if (e != cudaSuccess) return fs_fail(err, FS_ERR_NOMEM, "cuda silu: %s", cudaGetErrorString(e));
-    e = cudaMemcpy(d, x, n * sizeof(float), cudaMemcpyHostToDevice);
-    if (e == cudaSuccess) {
-        unsigned blocks = (unsigned)((n + 255) / 256);
-        silu_kernel<<<blocks, 256>>>(d, d + n, n);
-        e = cudaGetLastError();
+extern "C" fs_code fs_cuda_open(fs_cuda **out, int device, size_t scratch_bytes, fs_error *err) {
+    *out = NULL;
+    char why[160];
+    int count = fs_cuda_available(why, sizeof why);
+    if (count == 0) return fs_fail(err, FS_ERR_UNSUPPORTED, "no usable GPU: %s", why);
+    if (device < 0 || device >= count)
+        return fs_fail(err, FS_ERR_RANGE, "GPU %d asked for, the machine has %d", device, count);
+    fs_cuda *cu = (fs_cuda *)calloc(1, sizeof *cu);
+    if (!cu) return fs_fail(err, FS_ERR_NOMEM, "cuda context");
+    cu->device = device;
+    cu->scratch_bytes = scratch_bytes ? scratch_bytes : ((size_t)1 << 30);
+    fs_code rc = FS_OK;
+    cudaDeviceProp prop;
+    cudaError_t e = cudaSetDevice(device);
+    if (e == cudaSuccess) e = cudaGetDeviceProperties(&prop, device);
+    if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&cu->stream, cudaStreamNonBlocking);
+    if (e == cudaSuccess) e = cudaMalloc((void **)&cu->scratch, cu->scratch_bytes);
+    if (e != cudaSuccess) {
+        rc = fs_fail(err, e == cudaErrorMemoryAllocation ? FS_ERR_NOMEM : FS_ERR_UNSUPPORTED,
+                     "cuda open GPU %d (scratch %.0f MB): %s", device, cu->scratch_bytes / 1e6,
+                     cudaGetErrorString(e));
+        fs_cuda_close(cu);
+        return rc;
     }
-    if (e == cudaSuccess) e = cudaMemcpy(y, d + n, n * sizeof(float), cudaMemcpyDeviceToHost);
-    cudaFree(d);
-    return e == cudaSuccess ? FS_OK : fs_fail(err, FS_ERR_UNSUPPORTED, "cuda silu: %s", cudaGetErrorString(e));
+    cublasStatus_t s = cublasCreate(&cu->blas);
+    if (s == CUBLAS_STATUS_SUCCESS) s = cublasSetStream(cu->blas, cu->stream);
+    // Plain FP32 (no TF32): the GPU ops stay within 1e-5 of the references.
+    if (s == CUBLAS_STATUS_SUCCESS) s = cublasSetMathMode(cu->blas, CUBLAS_DEFAULT_MATH);
+    // No atomics: split-K reductions in a fixed order, same bits every run.
+    if (s == CUBLAS_STATUS_SUCCESS) s = cublasSetAtomicsMode(cu->blas, CUBLAS_ATOMICS_NOT_ALLOWED);
+    if (s != CUBLAS_STATUS_SUCCESS) {
+        rc = fs_fail(err, FS_ERR_UNSUPPORTED, "cublas init: %s", cublasGetStatusString(s));
+        fs_cuda_close(cu);
+        return rc;
+    }
+    cu->sms = prop.multiProcessorCount;
+    snprintf(cu->name, sizeof cu->name, "%s (sm_%d%d, %d SMs, %.1f GiB)", prop.name, prop.major,
+             prop.minor, prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0);
+    *out = cu;
+    return FS_OK;
+}
+
+extern "C" const char *fs_cuda_device_name(const fs_cuda *cu) { return cu ? cu->name : "none"; }
+
+extern "C" fs_code fs_cuda_alloc(fs_cuda *cu, void **dptr, size_t bytes, fs_error *err) {
+    (void)cu;
+    *dptr = NULL;
+    cudaError_t e = cudaMalloc(dptr, bytes ? bytes : 1);
+    if (e != cudaSuccess) {
+        *dptr = NULL;
+        return fs_fail(err, FS_ERR_NOMEM, "cuda alloc of %.1f MB: %s", bytes / 1e6,
+                       cudaGetErrorString(e));
+    }
+    return FS_OK;
+}
+
+extern "C" void fs_cuda_free(fs_cuda *cu, void *dptr) {
+    (void)cu;
+    if (dptr) cudaFree(dptr);
+}
+
+extern "C" fs_code fs_cuda_upload(fs_cuda *cu, void *dst, const void *src, size_t bytes,
+                                  fs_error *err) {
+    FS_CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cu->stream), err, "upload");
+    FS_CU(cudaStreamSynchronize(cu->stream), err, "upload");
+    return FS_OK;
+}
+
+extern "C" fs_code fs_cuda_download(fs_cuda *cu, void *dst, const void *src, size_t bytes,
+                                    fs_error *err) {
+    FS_CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, cu->stream), err, "download");
+    FS_CU(cudaStreamSynchronize(cu->stream), err, "download");
+    return FS_OK;
+}
+
+extern "C" fs_code fs_cuda_sync(fs_cuda *cu, fs_error *err) {
+    FS_CU(cudaStreamSynchronize(cu->stream), err, "sync");
+    return FS_OK;
 }
