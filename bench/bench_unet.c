@@ -5,7 +5,7 @@
  * linears (token products, embeddings, cross-attention K/V) and the two
  * attention products; norms and pointwise ops are not counted.
  *
- * Usage: bench_unet [--full | --medium | --model PATH] [--latent N] [reps]
+ * Usage: bench_unet [--full | --medium | --model PATH] [--latent N] [--gpu] [reps]
  *   default: a tiny SDXL-shaped UNet (channels 64/128/256) at a 32x32 latent;
  *   --full:  SDXL base 1.0 (random weights, ~10 GB) at a 64x64 latent;
  *   --medium: SDXL's widths, heads and context (every layer shape of the full
@@ -14,7 +14,10 @@
  *            runs, little memory);
  *   --model: any UNet fs_unet_open reads (the same weights PyTorch times in
  *            bench/unet_vs_torch.sh), at a 64x64 latent;
- *   --latent N: an N x N latent instead (a multiple of 4).
+ *   --latent N: an N x N latent instead (a multiple of 4);
+ *   --gpu:   the forward on GPU 0 (fs_unet_use_gpu; FP32): the time per eval
+ *            includes copying x, context and eps between host and device;
+ *            the peer is tools/bench_unet_torch.py --device cuda.
  * Small maps waste GEMM work: token products run in 256-row tiles, so a
  * level with fewer tokens per batch item (8x8 = 64 at a 32x32 latent) pads
  * them; the FLOPs below count only the useful work.
@@ -25,6 +28,7 @@
 #include <string.h>
 #include <cblas.h>
 #include "core/core.h"
+#include "kernels/kernels.h"
 #include "unet/unet.h"
 
 void openblas_set_num_threads(int num_threads); /* OpenBLAS extension */
@@ -125,17 +129,18 @@ static flops count_flops(const fs_unet_config *c, int n, int h, int w, int ctx_l
 /* ---------------------------------------------------------------- main */
 
 int main(int argc, char **argv) {
-    int full = 0, medium = 0, reps = 3, latent = 0;
+    int full = 0, medium = 0, reps = 3, latent = 0, gpu = 0;
     const char *model = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--full")) full = 1;
         else if (!strcmp(argv[i], "--medium")) medium = 1;
         else if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
         else if (!strcmp(argv[i], "--latent") && i + 1 < argc) latent = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--gpu")) gpu = 1;
         else if (atoi(argv[i]) > 0) reps = atoi(argv[i]);
         else {
             fprintf(stderr, "usage: bench_unet [--full | --medium | --model PATH] [--latent N] "
-                            "[reps]\n");
+                            "[--gpu] [reps]\n");
             return 2;
         }
     }
@@ -185,6 +190,16 @@ int main(int argc, char **argv) {
         t_init = fs_now() - t0;
     }
     const fs_unet_info *info = fs_unet_get_info(u);
+    fs_cuda *cu = NULL;
+    double t_upload = 0;
+    if (gpu) {
+        t0 = fs_now();
+        if (fs_cuda_open(&cu, 0, 0, &err) || fs_unet_use_gpu(u, cu, &err)) {
+            fprintf(stderr, "bench_unet: GPU: %s\n", err.msg);
+            return 1;
+        }
+        t_upload = fs_now() - t0;
+    }
 
     float *x = bench_random((size_t)n * h * w * cfg.in_channels, 3, 1);
     float *ctx = bench_random((size_t)n * ctx_len * cfg.context_dim, 4, 1);
@@ -215,18 +230,26 @@ int main(int argc, char **argv) {
            ctx_len, nt);
     printf("  params %.1f M (%.2f GB f32), %s %.2f s\n", info->params / 1e6,
            info->params * 4.0 / 1e9, model ? "load" : "random init", t_init);
+    if (cu)
+        printf("  on %s (FP32), weights copied in %.2f s\n", fs_cuda_device_name(cu), t_upload);
     printf("  GFLOP per eval: %.2f (conv %.2f, linear %.2f, attention %.2f)\n", total / 1e9,
            f.conv / 1e9, f.linear / 1e9, f.attn / 1e9);
     printf("  time per eval: best %.1f ms, mean %.1f ms over %d runs\n", best * 1e3,
            sum / reps * 1e3, reps);
-    printf("  achieved %.1f GFLOP/s = %.0f%% of the sgemm ceiling %.1f GFLOP/s "
-           "(OpenBLAS %d threads, 2048^3); single-thread sgemm %.1f GFLOP/s\n",
-           total / best / 1e9, 100.0 * total / best / 1e9 / ceiling, ceiling, nt, single);
+    if (cu)
+        printf("  achieved %.1f GFLOP/s on the GPU; device memory at peak %.2f GB (weights "
+               "%.2f GB; the rest: activations, inputs and the op scratch)\n",
+               total / best / 1e9, fs_cuda_mem_peak(cu) / 1e9, info->params * 4.0 / 1e9);
+    else
+        printf("  achieved %.1f GFLOP/s = %.0f%% of the sgemm ceiling %.1f GFLOP/s "
+               "(OpenBLAS %d threads, 2048^3); single-thread sgemm %.1f GFLOP/s\n",
+               total / best / 1e9, 100.0 * total / best / 1e9 / ceiling, ceiling, nt, single);
     printf("  memory: peak RSS %.1f MB; fs_alloc peak during the evals %.1f MB (held before: weights and "
            "inputs %.1f MB; the forward's arena and op scratch %.1f MB)\n",
            fs_mem_peak_rss() / 1e6, fs_mem_peak() / 1e6, mem_before / 1e6,
            (fs_mem_peak() - mem_before) / 1e6);
     fs_free(x); fs_free(ctx); fs_free(y); fs_free(eps);
     fs_unet_free(u);
+    fs_cuda_close(cu);
     return 0;
 }

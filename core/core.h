@@ -98,6 +98,9 @@ int fs_mem_reset_peak_rss(void);         /* VmHWM back to the current RSS; -1 if
 
 typedef struct fs_arena fs_arena;
 fs_arena *fs_arena_create(size_t capacity, fs_error *err);
+/* An arena handing out pieces of memory the caller owns (a GPU buffer: the
+ * arena only does the arithmetic, never touches base, and does not free it). */
+fs_arena *fs_arena_over(void *base, size_t capacity, fs_error *err);
 void fs_arena_destroy(fs_arena *a);
 void *fs_arena_alloc(fs_arena *a, size_t bytes);  /* 64-byte aligned; NULL when full */
 float *fs_arena_floats(fs_arena *a, size_t n);

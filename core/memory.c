@@ -63,6 +63,7 @@ int fs_mem_reset_peak_rss(void) {
 struct fs_arena {
     unsigned char *base;
     size_t capacity, used, peak;
+    int owns; /* base is ours to free (not so for fs_arena_over) */
 };
 
 fs_arena *fs_arena_create(size_t capacity, fs_error *err) {
@@ -75,12 +76,21 @@ fs_arena *fs_arena_create(size_t capacity, fs_error *err) {
         return NULL;
     }
     a->capacity = capacity;
+    a->owns = 1;
+    return a;
+}
+
+fs_arena *fs_arena_over(void *base, size_t capacity, fs_error *err) {
+    fs_arena *a = calloc(1, sizeof *a);
+    if (!a) { fs_fail(err, FS_ERR_NOMEM, "arena: out of memory"); return NULL; }
+    a->base = base;
+    a->capacity = capacity;
     return a;
 }
 
 void fs_arena_destroy(fs_arena *a) {
     if (!a) return;
-    fs_free(a->base);
+    if (a->owns) fs_free(a->base);
     free(a);
 }
 

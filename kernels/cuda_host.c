@@ -54,6 +54,38 @@ fs_code fs_cuda_upsample_nearest2x(fs_cuda *cu, const float *x, float *y, int n,
     (void)cu; (void)x; (void)y; (void)n; (void)rows; (void)w; (void)c;
     return NO_CUDA(err);
 }
+fs_code fs_cuda_add(fs_cuda *cu, float *y, const float *x, size_t count, fs_error *err) {
+    (void)cu; (void)y; (void)x; (void)count;
+    return NO_CUDA(err);
+}
+fs_code fs_cuda_add_bcast(fs_cuda *cu, float *y, const float *v, int n, size_t pixels, int c,
+                          fs_error *err) {
+    (void)cu; (void)y; (void)v; (void)n; (void)pixels; (void)c;
+    return NO_CUDA(err);
+}
+fs_code fs_cuda_concat(fs_cuda *cu, const float *a, int ca, const float *s, int cs, float *y,
+                       size_t pixels, fs_error *err) {
+    (void)cu; (void)a; (void)ca; (void)s; (void)cs; (void)y; (void)pixels;
+    return NO_CUDA(err);
+}
+fs_code fs_cuda_scale_channels(fs_cuda *cu, float *x, size_t pixels, int c, int first, float b,
+                               fs_error *err) {
+    (void)cu; (void)x; (void)pixels; (void)c; (void)first; (void)b;
+    return NO_CUDA(err);
+}
+fs_code fs_cuda_copy(fs_cuda *cu, void *dst, const void *src, size_t bytes, fs_error *err) {
+    (void)cu; (void)dst; (void)src; (void)bytes;
+    return NO_CUDA(err);
+}
+fs_code fs_cuda_zero(fs_cuda *cu, void *dst, size_t bytes, fs_error *err) {
+    (void)cu; (void)dst; (void)bytes;
+    return NO_CUDA(err);
+}
+fs_code fs_cuda_small_linear(fs_cuda *cu, const float *x, float *y, int m, int k, int nout,
+                             const float *w, const float *bias, fs_error *err) {
+    (void)cu; (void)x; (void)y; (void)m; (void)k; (void)nout; (void)w; (void)bias;
+    return NO_CUDA(err);
+}
 fs_code fs_cuda_groupnorm_partials(fs_cuda *cu, const float *x, int n, int rows, int w, int c,
                                    int groups, double *part, fs_error *err) {
     (void)cu; (void)x; (void)n; (void)rows; (void)w; (void)c; (void)groups; (void)part;
@@ -76,6 +108,14 @@ fs_code fs_cuda_linear(fs_cuda *cu, const float *x, float *y, size_t m, int k, i
     (void)cu; (void)x; (void)y; (void)m; (void)k; (void)nout; (void)w; (void)bias; (void)m0;
     return NO_CUDA(err);
 }
+fs_code fs_cuda_linear_whole(fs_cuda *cu, const float *x, float *y, size_t m, int k, int nout,
+                             const float *w, const float *bias, fs_error *err) {
+    (void)cu; (void)x; (void)y; (void)m; (void)k; (void)nout; (void)w; (void)bias;
+    return NO_CUDA(err);
+}
+size_t fs_cuda_mem_current(const fs_cuda *cu) { (void)cu; return 0; }
+size_t fs_cuda_mem_peak(const fs_cuda *cu) { (void)cu; return 0; }
+void fs_cuda_mem_reset_peak(fs_cuda *cu) { (void)cu; }
 fs_code fs_cuda_conv2d(fs_cuda *cu, const fs_conv2d_desc *d, const float *x, const float *w,
                        const float *bias, float *y, fs_error *err) {
     (void)cu; (void)d; (void)x; (void)w; (void)bias; (void)y;

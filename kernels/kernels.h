@@ -258,6 +258,23 @@ fs_code fs_cuda_quick_gelu(fs_cuda *cu, const float *x, float *y, size_t n, fs_e
 fs_code fs_cuda_geglu(fs_cuda *cu, const float *x, float *y, size_t m, int d, fs_error *err);
 fs_code fs_cuda_upsample_nearest2x(fs_cuda *cu, const float *x, float *y, int n, int rows, int w,
                                    int c, fs_error *err);
+/* Elementwise helpers of the networks' glue (nn/): y += x; y[b][p][ch] +=
+ * v[b][ch] for p < pixels; y[p] = [a[p] (ca floats) | s[p] (cs floats)];
+ * x[p][ch] *= b for ch < first; dst = src (may overlap); dst = 0. */
+fs_code fs_cuda_add(fs_cuda *cu, float *y, const float *x, size_t count, fs_error *err);
+fs_code fs_cuda_add_bcast(fs_cuda *cu, float *y, const float *v, int n, size_t pixels, int c,
+                          fs_error *err);
+fs_code fs_cuda_concat(fs_cuda *cu, const float *a, int ca, const float *s, int cs, float *y,
+                       size_t pixels, fs_error *err);
+fs_code fs_cuda_scale_channels(fs_cuda *cu, float *x, size_t pixels, int c, int first, float b,
+                               fs_error *err);
+fs_code fs_cuda_copy(fs_cuda *cu, void *dst, const void *src, size_t bytes, fs_error *err);
+fs_code fs_cuda_zero(fs_cuda *cu, void *dst, size_t bytes, fs_error *err);
+/* Tiny products (the embeddings, m = batch): y[i][j] = b[j] + sum_p x[i][p]
+ * w[j][p], summed in double in index order, one thread per output (no
+ * cuBLAS tiles: m is a global quantity there, every rank computes it all). */
+fs_code fs_cuda_small_linear(fs_cuda *cu, const float *x, float *y, int m, int k, int nout,
+                             const float *w, const float *bias, fs_error *err);
 /* GroupNorm in the CPU op's three steps: per-row partials (device, same
  * layout as fs_groupnorm_partials: [rows][n][groups][2] doubles; summed
  * across ranks by comm/ and folded by the host's fs_groupnorm_finish), then
@@ -273,6 +290,17 @@ fs_code fs_cuda_layernorm(fs_cuda *cu, const float *x, float *y, size_t tokens, 
  * row, on which the fixed tiles are aligned). */
 fs_code fs_cuda_linear(fs_cuda *cu, const float *x, float *y, size_t m, int k, int nout,
                        const float *w, const float *bias, int64_t m0, fs_error *err);
+/* fs_linear_whole's contract (a matrix every rank holds whole, e.g. the
+ * text context's K and V inputs): m <= 2048 rows make one tile of exactly m
+ * rows (no padding to the strip tile), more the tiles of fs_cuda_linear from
+ * row 0. */
+fs_code fs_cuda_linear_whole(fs_cuda *cu, const float *x, float *y, size_t m, int k, int nout,
+                             const float *w, const float *bias, fs_error *err);
+/* Device memory this context has allocated (fs_cuda_alloc, and the scratch):
+ * now and at most since fs_cuda_open or the last reset. */
+size_t fs_cuda_mem_current(const fs_cuda *cu);
+size_t fs_cuda_mem_peak(const fs_cuda *cu);
+void fs_cuda_mem_reset_peak(fs_cuda *cu);
 fs_code fs_cuda_conv2d(fs_cuda *cu, const fs_conv2d_desc *d, const float *x, const float *w,
                        const float *bias, float *y, fs_error *err);
 fs_code fs_cuda_attention(fs_cuda *cu, const float *q, int ldq, const float *k, int ldk,

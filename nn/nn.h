@@ -65,6 +65,13 @@ typedef struct nn_ctx {
     size_t peak;                 /* most arena + heap bytes resident at once */
     double flops;                /* floating-point operations of the GEMM ops */
     int level;                   /* resolution level being computed (FS_PROFILE's rows) */
+    /* NULL: the CPU. Else the pass runs on this GPU: the arena, the heap
+     * blocks and the weights are device memory and the helpers call the
+     * CUDA ops (nn/ops_gpu.c); halos, gathers and GroupNorm statistics cross
+     * ranks through host copies. The helpers that cannot fail on the CPU
+     * report a GPU failure by setting err (the first one is kept); the
+     * caller checks err->code after the pass. */
+    fs_cuda *gpu;
 } nn_ctx;
 
 /* ---------------------------------------------------------------- profile

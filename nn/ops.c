@@ -10,12 +10,27 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include "nn/gpu.h"
 #include "nn/profile.h"
 
 /* Element loops smaller than this run on the calling thread: a parallel
  * region costs more than it saves there, and far more on a busy machine
  * where a team member may be descheduled. (Elementwise: no effect on bits.) */
 #define PAR_MIN ((size_t)1 << 16)
+
+/* The GPU branch of a helper that cannot fail on the CPU: skipped after a
+ * first failure (f->err keeps it), the op's own failure lands in f->err. */
+#define GPU_VOID(call) \
+    do { \
+        if (f->gpu) { \
+            if (!f->err->code) (void)(call); \
+            return; \
+        } \
+    } while (0)
+#define GPU_RC(call) \
+    do { \
+        if (f->gpu) return f->err->code ? f->err->code : (call); \
+    } while (0)
 
 /* ---------------------------------------------------------------- memory */
 
@@ -82,7 +97,12 @@ float *nn_heap_floats(nn_ctx *f, size_t count, int lazy) {
         return NULL;
     }
     size_t bytes = count * sizeof(float);
-    float *p = f->dry ? (float *)dry_placeholder : fs_alloc(bytes ? bytes : 1);
+    float *p = (float *)dry_placeholder;
+    if (!f->dry && f->gpu) {
+        if (fs_cuda_alloc(f->gpu, (void **)&p, bytes, f->err)) return NULL;
+    } else if (!f->dry) {
+        p = fs_alloc(bytes ? bytes : 1);
+    }
     if (!p) {
         fs_fail(f->err, FS_ERR_NOMEM, "%s: cannot allocate %.2f GB for a map", f->what,
                 (double)bytes / 1e9);
@@ -98,12 +118,15 @@ float *nn_heap_floats(nn_ctx *f, size_t count, int lazy) {
 void nn_heap_free(nn_ctx *f, float *p, size_t counted) {
     if (!p) return;
     f->heap = f->heap > counted ? f->heap - counted : 0;
-    if (!f->dry) fs_free(p);
+    if (!f->dry && f->gpu)
+        fs_cuda_free(f->gpu, p);
+    else if (!f->dry)
+        fs_free(p);
 }
 
 size_t nn_heap_release(nn_ctx *f, float *p, size_t count) {
     size_t bytes = count * sizeof(float);
-    if (!f->dry && bytes) {
+    if (!f->dry && bytes && !f->gpu) { /* device memory: only the count drops */
         /* NaN first: a later read of released rows shows in any result, even
          * where the range holds no whole page (small maps in tests) */
         const uint32_t nan_bits = 0x7fc00000u;
@@ -136,6 +159,10 @@ size_t nn_tensor_floats(const nn_ctx *f, const nn_level *lv, int c) {
 void nn_gn_partials(nn_ctx *f, const float *x, int rows, int w, int c, int groups,
                     double *part) {
     if (f->dry || rows <= 0) return;
+    if (f->gpu) {
+        nn_gpu_gn_partials(f, x, rows, w, c, groups, part);
+        return;
+    }
     nn_prof_time t0 = nn_prof_t(f);
     fs_groupnorm_partials(x, f->n, rows, w, c, groups, part);
     nn_prof_add(f, t0, PK_GN, 0, "partials c=%d", c);
@@ -153,7 +180,9 @@ fs_code nn_gn_finish(nn_ctx *f, const nn_level *lv, const double *own_part, int 
         all = gathered;
     }
     fs_code rc = FS_OK;
-    if (!f->dry) {
+    if (!f->dry && f->gpu) {
+        rc = nn_gpu_gn_finish(f, lv, own_part, c, groups, eps, mean, rstd);
+    } else if (!f->dry) {
         nn_prof_time t0 = nn_prof_t(f);
         if (gathered)
             rc = fs_comm_allgather_row_partials(f->comm, lv->plan, own_part, m, gathered, f->err);
@@ -183,6 +212,10 @@ void nn_gn_apply(nn_ctx *f, const nn_level *lv, const float *x, int c, int group
                  const float *mean, const float *rstd, const nn_norm_w *nw, int silu, float *buf,
                  int top, int bot) {
     if (f->dry) return;
+    if (f->gpu) {
+        nn_gpu_gn_apply(f, lv, x, c, groups, mean, rstd, nw, silu, buf, top, bot);
+        return;
+    }
     nn_prof_time t0 = nn_prof_t(f);
     const size_t item = (size_t)lv->rows * lv->w * c, row = (size_t)lv->w * c;
     const size_t item_buf = (size_t)(top + lv->rows + bot) * row;
@@ -201,6 +234,8 @@ void nn_gn_apply(nn_ctx *f, const nn_level *lv, const float *x, int c, int group
 void nn_gn_apply_rows(nn_ctx *f, const float *x, float *y, int rows, int w, int c, int groups,
                       const float *mean, const float *rstd, const nn_norm_w *nw, int silu) {
     if (f->dry || rows <= 0) return;
+    GPU_VOID(fs_cuda_groupnorm_apply(f->gpu, x, y, 1, rows, w, c, groups, mean, rstd, nw->gamma,
+                                     nw->beta, silu, f->err));
     nn_prof_time t0 = nn_prof_t(f);
     fs_groupnorm_apply(x, y, 1, rows, w, c, groups, mean, rstd, nw->gamma, nw->beta, silu);
     nn_prof_add(f, t0, PK_GN, 0, "apply%s c=%d", silu ? "+silu" : "", c);
@@ -209,6 +244,7 @@ void nn_gn_apply_rows(nn_ctx *f, const float *x, float *y, int rows, int w, int 
 void nn_layernorm(nn_ctx *f, const float *x, float *y, size_t tokens, float eps,
                   const nn_norm_w *nw) {
     if (f->dry) return;
+    GPU_VOID(fs_cuda_layernorm(f->gpu, x, y, tokens, nw->c, eps, nw->gamma, nw->beta, f->err));
     nn_prof_time t0 = nn_prof_t(f);
     fs_layernorm(x, y, tokens, nw->c, eps, nw->gamma, nw->beta);
     nn_prof_add(f, t0, PK_LN, 0, "c=%d", nw->c);
@@ -219,6 +255,10 @@ void nn_layernorm(nn_ctx *f, const float *x, float *y, size_t tokens, float eps,
 void nn_copy_own(nn_ctx *f, const nn_level *lv, const float *x, int c, float *buf, int top,
                  int bot) {
     if (f->dry) return;
+    if (f->gpu) {
+        nn_gpu_copy_own(f, lv, x, c, buf, top, bot);
+        return;
+    }
     nn_prof_time t0 = nn_prof_t(f);
     const size_t row = (size_t)lv->w * c, item = (size_t)lv->rows * row;
     const size_t item_buf = (size_t)(top + lv->rows + bot) * row;
@@ -229,6 +269,7 @@ void nn_copy_own(nn_ctx *f, const nn_level *lv, const float *x, int c, float *bu
 
 fs_code nn_halo(nn_ctx *f, const nn_level *lv, float *buf, int c, int top, int bot) {
     if (f->dry || (top == 0 && bot == 0)) return FS_OK;
+    GPU_RC(nn_gpu_halo(f, lv, buf, c, top, bot));
     nn_prof_time t0 = nn_prof_t(f);
     const size_t row = (size_t)lv->w * c;
     fs_code rc = FS_OK;
@@ -248,6 +289,7 @@ fs_code nn_halo(nn_ctx *f, const nn_level *lv, float *buf, int c, int top, int b
 
 fs_code nn_allgather(nn_ctx *f, const nn_level *lv, const float *own, float *full, int c) {
     if (f->dry) return FS_OK;
+    GPU_RC(nn_gpu_allgather(f, lv, own, full, c));
     nn_prof_time t0 = nn_prof_t(f);
     fs_code rc = FS_OK;
     if (lv->plan->parts > 1)
@@ -270,6 +312,7 @@ fs_code nn_conv(nn_ctx *f, const fs_conv2d_desc *d, const float *x, const nn_con
         need(f, fs_conv2d_scratch_bytes(d));
         return FS_OK;
     }
+    GPU_RC(fs_cuda_conv2d(f->gpu, d, x, cw->w, cw->b, y, f->err));
     nn_prof_time t0 = nn_prof_t(f);
     fs_code rc = fs_conv2d(d, x, cw->w, cw->b, y, f->arena, f->err);
     nn_prof_add(f, t0, PK_CONV, flop, "%dx%d/%d %d->%d %dx%d", d->k, d->k, d->stride, d->cin,
@@ -284,6 +327,14 @@ fs_code nn_linear(nn_ctx *f, const float *x, size_t x_item, float *y, size_t y_i
     if (f->dry) {
         need(f, fs_linear_scratch_bytes(lw->in, lw->out));
         return FS_OK;
+    }
+    if (f->gpu && f->err->code) return f->err->code;
+    if (f->gpu) {
+        fs_code grc = FS_OK;
+        for (int b = 0; b < items && !grc; b++)
+            grc = fs_cuda_linear(f->gpu, x + b * x_item, y + b * y_item, m, lw->in, lw->out,
+                                 lw->w, lw->b, m0, f->err);
+        return grc;
     }
     nn_prof_time t0 = nn_prof_t(f);
     fs_code rc = FS_OK;
@@ -301,6 +352,8 @@ fs_code nn_linear_whole(nn_ctx *f, const float *x, float *y, size_t m, const nn_
         need(f, fs_linear_whole_scratch_bytes(m, lw->in, lw->out));
         return FS_OK;
     }
+    /* every rank computes all m rows from row 0: the same tiles everywhere */
+    GPU_RC(fs_cuda_linear_whole(f->gpu, x, y, m, lw->in, lw->out, lw->w, lw->b, f->err));
     nn_prof_time t0 = nn_prof_t(f);
     fs_code rc = fs_linear_whole(x, y, m, lw->in, lw->out, lw->w, lw->b, f->arena, f->err);
     nn_prof_add(f, t0, PK_LINEAR, flop, "%d->%d whole m=%zu", lw->in, lw->out, m);
@@ -309,6 +362,7 @@ fs_code nn_linear_whole(nn_ctx *f, const float *x, float *y, size_t m, const nn_
 
 void nn_small_linear(nn_ctx *f, const float *x, float *y, int m, const nn_linear_w *lw) {
     if (f->dry) return;
+    GPU_VOID(fs_cuda_small_linear(f->gpu, x, y, m, lw->in, lw->out, lw->w, lw->b, f->err));
     nn_prof_time t0 = nn_prof_t(f);
     const int k = lw->in, nout = lw->out;
 #pragma omp parallel for schedule(static) num_threads(fs_threads_count()) \
@@ -333,6 +387,8 @@ fs_code nn_attention(nn_ctx *f, const float *q, const float *k, const float *v, 
     }
     const int ld = heads * dh;
     const float scale = (float)(1.0 / sqrt((double)dh));
+    GPU_RC(fs_cuda_attention(f->gpu, q, ld, k, ld, v, ld, o, ld, nq, nk, heads, dh, scale, q0,
+                             f->err));
     nn_prof_time t0 = nn_prof_t(f);
     fs_code rc = fs_attention(q, ld, k, ld, v, ld, o, ld, nq, nk, heads, dh, scale, q0, f->arena,
                               f->err);
@@ -344,6 +400,7 @@ fs_code nn_attention(nn_ctx *f, const float *q, const float *k, const float *v, 
 
 void nn_geglu(nn_ctx *f, const float *x, float *y, size_t m, int d) {
     if (f->dry) return;
+    GPU_VOID(fs_cuda_geglu(f->gpu, x, y, m, d, f->err));
     nn_prof_time t0 = nn_prof_t(f);
     fs_geglu(x, y, m, d);
     nn_prof_add(f, t0, PK_GEGLU, 0, "d=%d", d);
@@ -351,6 +408,7 @@ void nn_geglu(nn_ctx *f, const float *x, float *y, size_t m, int d) {
 
 void nn_silu(nn_ctx *f, const float *x, float *y, size_t count) {
     if (f->dry) return;
+    GPU_VOID(fs_cuda_silu(f->gpu, x, y, count, f->err));
     nn_prof_time t0 = nn_prof_t(f);
     fs_silu(x, y, count);
     nn_prof_add(f, t0, PK_ELEM, 0, "silu");
@@ -358,6 +416,7 @@ void nn_silu(nn_ctx *f, const float *x, float *y, size_t count) {
 
 void nn_add(nn_ctx *f, float *y, const float *x, size_t count) {
     if (f->dry) return;
+    GPU_VOID(fs_cuda_add(f->gpu, y, x, count, f->err));
     nn_prof_time t0 = nn_prof_t(f);
 #pragma omp parallel for schedule(static) num_threads(fs_threads_count()) if (count >= PAR_MIN)
     for (size_t i = 0; i < count; i++) y[i] += x[i];
@@ -366,6 +425,7 @@ void nn_add(nn_ctx *f, float *y, const float *x, size_t count) {
 
 void nn_add_bcast(nn_ctx *f, float *y, const float *v, int n, size_t pixels, int c) {
     if (f->dry) return;
+    GPU_VOID(fs_cuda_add_bcast(f->gpu, y, v, n, pixels, c, f->err));
     nn_prof_time t0 = nn_prof_t(f);
 #pragma omp parallel for schedule(static) num_threads(fs_threads_count()) \
     if ((size_t)n * pixels * c >= PAR_MIN)
@@ -380,6 +440,7 @@ void nn_add_bcast(nn_ctx *f, float *y, const float *v, int n, size_t pixels, int
 void nn_concat(nn_ctx *f, const float *a, int ca, const float *s, int cs, float *y,
                size_t pixels) {
     if (f->dry) return;
+    GPU_VOID(fs_cuda_concat(f->gpu, a, ca, s, cs, y, pixels, f->err));
     nn_prof_time t0 = nn_prof_t(f);
     const size_t cy = (size_t)ca + (size_t)cs;
 #pragma omp parallel for schedule(static) num_threads(fs_threads_count()) \
@@ -393,17 +454,21 @@ void nn_concat(nn_ctx *f, const float *a, int ca, const float *s, int cs, float 
 
 void nn_copy(nn_ctx *f, float *dst, const float *src, size_t count) {
     if (f->dry || dst == src || !count) return;
+    GPU_VOID(fs_cuda_copy(f->gpu, dst, src, count * sizeof(float), f->err));
     nn_prof_time t0 = nn_prof_t(f);
     memmove(dst, src, count * sizeof(float));
     nn_prof_add(f, t0, PK_MOVE, 0, "copy");
 }
 
 void nn_zero(nn_ctx *f, float *dst, size_t count) {
-    if (!f->dry && count) memset(dst, 0, count * sizeof(float));
+    if (f->dry || !count) return;
+    GPU_VOID(fs_cuda_zero(f->gpu, dst, count * sizeof(float), f->err));
+    memset(dst, 0, count * sizeof(float));
 }
 
 void nn_upsample2x(nn_ctx *f, const float *x, float *y, int n, int rows, int w, int c) {
     if (f->dry) return;
+    GPU_VOID(fs_cuda_upsample_nearest2x(f->gpu, x, y, n, rows, w, c, f->err));
     nn_prof_time t0 = nn_prof_t(f);
     fs_upsample_nearest2x(x, y, n, rows, w, c);
     nn_prof_add(f, t0, PK_MOVE, 0, "upsample 2x");

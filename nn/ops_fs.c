@@ -11,6 +11,14 @@
 
 /* Dry pass: the op will take `bytes` of arena scratch on top of what is in
  * use (taken and given back at once: the arena's peak records it). */
+/* The real pass of an op with no GPU version yet: a clear refusal. */
+#define NO_GPU(op) \
+    do { \
+        if (f->gpu) \
+            return fs_fail(f->err, FS_ERR_UNSUPPORTED, "%s: %s has no GPU version yet", \
+                           f->what, (op)); \
+    } while (0)
+
 static void need_scratch(nn_ctx *f, size_t bytes) {
     size_t mark = nn_mark(f);
     (void)nn_take(f, bytes);
@@ -24,6 +32,7 @@ fs_code nn_blur(nn_ctx *f, const fs_blur_desc *d, const float *g, const float *x
                             64);
         return FS_OK;
     }
+    NO_GPU("the fusion blur");
     nn_prof_time t0 = nn_prof_t(f);
     fs_code rc = fs_blur(d, g, x, y, f->arena, f->err);
     nn_prof_add(f, t0, PK_ELEM, 0, "blur k=%d axes=%d c=%d", d->k, d->axes, d->c);
@@ -32,6 +41,7 @@ fs_code nn_blur(nn_ctx *f, const fs_blur_desc *d, const float *g, const float *x
 
 fs_code nn_blur_fft(nn_ctx *f, float *x, int h, int w, int c, float sigma) {
     if (f->dry) return FS_OK; /* FFTW's buffers are its own (heap) */
+    NO_GPU("the FFT blur");
     nn_prof_time t0 = nn_prof_t(f);
     fs_code rc = fs_blur_fft(x, x, f->n, h, w, c, sigma, f->err);
     nn_prof_add(f, t0, PK_ELEM, 0, "blur fft %dx%d c=%d", h, w, c);
@@ -69,6 +79,7 @@ fs_code nn_sum_rows(nn_ctx *f, const nn_level *lv, const double *own_part, size_
 }
 
 fs_code nn_freeu_filter(nn_ctx *f, const nn_level *lv, float *x, int c, float s) {
+    if (!f->dry) NO_GPU("FreeU's Fourier filter");
     const size_t per_item = (size_t)4 * c * 2, m = (size_t)f->n * per_item;
     const size_t mark = nn_mark(f);
     double *own = nn_take(f, ((size_t)lv->rows * m + 1) * sizeof(double));

@@ -174,6 +174,20 @@ static void test_linear(void) {
     float *part = to_host(dy2, (m - split) * nout);
     CHECK(memcmp(part, whole + split * nout, (m - split) * nout * 4) == 0,
           "linear rows of a strip differ from the whole's");
+    /* the whole-matrix form: 154 rows (a CFG pair's text context) in one
+     * tile of exactly 154 rows; 5000 rows the same tiles as from global row 0 */
+    float *ref_small = fs_alloc(154 * nout * 4);
+    fs_linear_ref(x, ref_small, 154, k, nout, w, bias);
+    CHECK(fs_cuda_linear_whole(cu, dx, dy2, 154, k, nout, dw, db, &err) == FS_OK, "%s", err.msg);
+    float *small = to_host(dy2, 154 * nout);
+    CHECK(rel_max(small, ref_small, 154 * nout) < 2e-6, "linear_whole error %g",
+          rel_max(small, ref_small, 154 * nout));
+    CHECK(fs_cuda_linear(cu, dx, dy, m, k, nout, dw, db, 0, &err) == FS_OK, "%s", err.msg);
+    float *from0 = to_host(dy, m * nout);
+    CHECK(fs_cuda_linear_whole(cu, dx, dy, m, k, nout, dw, db, &err) == FS_OK, "%s", err.msg);
+    float *big = to_host(dy, m * nout);
+    CHECK(memcmp(big, from0, m * nout * 4) == 0, "linear_whole of 5000 rows differs from the tiles from row 0");
+    fs_free(ref_small); fs_free(small); fs_free(from0); fs_free(big);
     fs_free(whole); fs_free(part);
     fs_cuda_free(cu, dx); fs_cuda_free(cu, dw); fs_cuda_free(cu, db); fs_cuda_free(cu, dy);
     fs_cuda_free(cu, dy2);
@@ -294,6 +308,164 @@ static void attention_case(const char *name, int nq, int nk, int heads, int dh, 
     fs_cuda_free(cu, dq2); fs_cuda_free(cu, do2);
 }
 
+/* One memmove case on context ctx: count floats from buf + from to buf + to
+ * within a device copy of base (n floats), against memmove on the host. */
+static void copy_case(fs_cuda *ctx, const char *name, const float *base, size_t n, size_t from,
+                      size_t to, size_t count) {
+    float *dbuf = dev_from(base, n * 4), *ref = fs_alloc(n * 4);
+    memcpy(ref, base, n * 4);
+    memmove(ref + to, ref + from, count * 4);
+    CHECK(fs_cuda_copy(ctx, dbuf + to, dbuf + from, count * 4, &err) == FS_OK, "copy %s: %s",
+          name, err.msg);
+    CHECK(fs_cuda_sync(ctx, &err) == FS_OK, "copy %s: %s", name, err.msg);
+    float *got = to_host(dbuf, n);
+    CHECK(memcmp(got, ref, n * 4) == 0, "copy %s differs from memmove", name);
+    fs_free(got); fs_free(ref);
+    fs_cuda_free(cu, dbuf);
+}
+
+/* The glue ops against plain host loops: every one but small_linear is one
+ * float operation (or none) per element, so the bits must match; small_linear
+ * sums in double without FMA, like nn_small_linear (built -ffp-contract=off). */
+static void test_glue(void) {
+    /* add */
+    const size_t n = 100003;
+    float *x = host_random(n, 17, 2.0f), *y = host_random(n, 18, 2.0f), *ref = fs_alloc(n * 4);
+    float *dx = dev_from(x, n * 4), *dy = dev_from(y, n * 4);
+    for (size_t i = 0; i < n; i++) ref[i] = y[i] + x[i];
+    CHECK(fs_cuda_add(cu, dy, dx, n, &err) == FS_OK, "add: %s", err.msg);
+    float *got = to_host(dy, n);
+    CHECK(memcmp(got, ref, n * 4) == 0, "add differs from the host loop");
+    fs_free(got);
+
+    /* add_bcast: y[b][p][ch] += v[b][ch] */
+    {
+        const int bn = 2, c = 19;
+        const size_t pixels = 37, total = (size_t)bn * pixels * c;
+        float *v = host_random((size_t)bn * c, 19, 1.0f);
+        float *dv = dev_from(v, (size_t)bn * c * 4);
+        CHECK(fs_cuda_upload(cu, dy, y, total * 4, &err) == FS_OK, "%s", err.msg);
+        for (int b = 0; b < bn; b++)
+            for (size_t p = 0; p < pixels; p++)
+                for (int ch = 0; ch < c; ch++) {
+                    size_t i = ((size_t)b * pixels + p) * c + ch;
+                    ref[i] = y[i] + v[(size_t)b * c + ch];
+                }
+        CHECK(fs_cuda_add_bcast(cu, dy, dv, bn, pixels, c, &err) == FS_OK, "add_bcast: %s",
+              err.msg);
+        got = to_host(dy, total);
+        CHECK(memcmp(got, ref, total * 4) == 0, "add_bcast differs from the host loop");
+        fs_free(got); fs_free(v);
+        fs_cuda_free(cu, dv);
+    }
+
+    /* concat: y[p] = [a[p] (5) | s[p] (7)] */
+    {
+        const int ca = 5, cs = 7;
+        const size_t pixels = 101, total = pixels * (ca + cs);
+        for (size_t p = 0; p < pixels; p++) {
+            memcpy(ref + p * (ca + cs), x + p * ca, ca * 4);
+            memcpy(ref + p * (ca + cs) + ca, y + p * cs, cs * 4);
+        }
+        float *ds = dev_from(y, pixels * cs * 4), *dout = dev_from(NULL, total * 4);
+        CHECK(fs_cuda_concat(cu, dx, ca, ds, cs, dout, pixels, &err) == FS_OK, "concat: %s",
+              err.msg);
+        got = to_host(dout, total);
+        CHECK(memcmp(got, ref, total * 4) == 0, "concat differs from the host loop");
+        fs_free(got);
+        fs_cuda_free(cu, ds); fs_cuda_free(cu, dout);
+    }
+
+    /* scale_channels: the first 9 of 19 channels times 1.7, the rest untouched */
+    {
+        const int c = 19, first = 9;
+        const float b = 1.7f;
+        const size_t pixels = 333, total = pixels * c;
+        CHECK(fs_cuda_upload(cu, dy, y, total * 4, &err) == FS_OK, "%s", err.msg);
+        memcpy(ref, y, total * 4);
+        for (size_t p = 0; p < pixels; p++)
+            for (int ch = 0; ch < first; ch++) ref[p * c + ch] *= b;
+        CHECK(fs_cuda_scale_channels(cu, dy, pixels, c, first, b, &err) == FS_OK,
+              "scale_channels: %s", err.msg);
+        CHECK(fs_cuda_scale_channels(cu, dy, pixels, c, 0, 5.0f, &err) == FS_OK,
+              "scale_channels first=0: %s", err.msg);
+        got = to_host(dy, total);
+        CHECK(memcmp(got, ref, total * 4) == 0, "scale_channels differs from the host loop");
+        fs_free(got);
+        CHECK(fs_cuda_scale_channels(cu, dy, pixels, c, c + 1, b, &err) == FS_ERR_INVALID,
+              "scale_channels with first > c must be refused");
+    }
+
+    /* copy: disjoint, in place, then overlapping memmoves both ways with a
+     * short shift (bounced through scratch) and a long one, on this context
+     * and on one with 4 KB of scratch (many scratch pieces for the short
+     * shift, direct pieces of the shift's size for the long one) */
+    {
+        float *dz = dev_from(NULL, n * 4);
+        CHECK(fs_cuda_copy(cu, dz, dx, n * 4, &err) == FS_OK, "copy: %s", err.msg);
+        CHECK(fs_cuda_copy(cu, dz, dz, n * 4, &err) == FS_OK, "copy in place: %s", err.msg);
+        got = to_host(dz, n);
+        CHECK(memcmp(got, x, n * 4) == 0, "copy differs from its source");
+        fs_free(got);
+        fs_cuda_free(cu, dz);
+        fs_cuda *tiny = NULL;
+        CHECK(fs_cuda_open(&tiny, 0, 4096, &err) == FS_OK, "%s", err.msg);
+        fs_cuda *ctxs[2] = {cu, tiny};
+        const size_t shifts[2] = {3, 5000};
+        for (int k = 0; k < 2; k++) {
+            if (!ctxs[k]) continue;
+            for (int s = 0; s < 2; s++) {
+                char name[64];
+                snprintf(name, sizeof name, "forward by %zu (%s scratch)", shifts[s],
+                         k ? "4 KB" : "512 MB");
+                copy_case(ctxs[k], name, x, n, shifts[s], 0, n - shifts[s]);
+                snprintf(name, sizeof name, "backward by %zu (%s scratch)", shifts[s],
+                         k ? "4 KB" : "512 MB");
+                copy_case(ctxs[k], name, x, n, 0, shifts[s], n - shifts[s]);
+            }
+        }
+        if (tiny) fs_cuda_close(tiny);
+    }
+
+    /* zero: floats [7, 1007) only */
+    CHECK(fs_cuda_upload(cu, dy, y, n * 4, &err) == FS_OK, "%s", err.msg);
+    CHECK(fs_cuda_zero(cu, dy + 7, 1000 * 4, &err) == FS_OK, "zero: %s", err.msg);
+    got = to_host(dy, n);
+    memcpy(ref, y, n * 4);
+    memset(ref + 7, 0, 1000 * 4);
+    CHECK(memcmp(got, ref, n * 4) == 0, "zero touched the wrong floats");
+    fs_free(got);
+
+    /* small_linear: m=2, k=1280 -> 700, with and without bias */
+    {
+        const int m = 2, k = 1280, nout = 700;
+        float *w = host_random((size_t)nout * k, 20, 0.05f), *bias = host_random(nout, 21, 1.0f);
+        float *dw = dev_from(w, (size_t)nout * k * 4), *db = dev_from(bias, nout * 4);
+        float *lref = fs_alloc((size_t)m * nout * 4), *dout = dev_from(NULL, (size_t)m * nout * 4);
+        for (int with_bias = 1; with_bias >= 0; with_bias--) {
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < nout; j++) {
+                    double s = with_bias ? (double)bias[j] : 0.0;
+                    for (int p = 0; p < k; p++)
+                        s += (double)x[(size_t)i * k + p] * (double)w[(size_t)j * k + p];
+                    lref[(size_t)i * nout + j] = (float)s;
+                }
+            CHECK(fs_cuda_small_linear(cu, dx, dout, m, k, nout, dw, with_bias ? db : NULL,
+                                       &err) == FS_OK, "small_linear: %s", err.msg);
+            got = to_host(dout, (size_t)m * nout);
+            double e = rel_max(got, lref, (size_t)m * nout);
+            CHECK(e < 1e-6, "small_linear (bias %d) error %g", with_bias, e);
+            CHECK(memcmp(got, lref, (size_t)m * nout * 4) == 0,
+                  "small_linear (bias %d): not the host's double sum bit for bit", with_bias);
+            fs_free(got);
+        }
+        fs_free(w); fs_free(bias); fs_free(lref);
+        fs_cuda_free(cu, dw); fs_cuda_free(cu, db); fs_cuda_free(cu, dout);
+    }
+    fs_cuda_free(cu, dx); fs_cuda_free(cu, dy);
+    fs_free(x); fs_free(y); fs_free(ref);
+}
+
 int main(void) {
     char why[256];
     if (!fs_cuda_available(why, sizeof why)) {
@@ -310,6 +482,7 @@ int main(void) {
     test_norms();
     test_linear();
     test_conv();
+    test_glue();
     /* the UNet's self-attention shape (rows cross the 1024-query tile at
      * global row 1024), a cross-attention-like short key set with padded
      * strides, and the VAE's single 512-wide head */

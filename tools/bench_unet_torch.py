@@ -117,7 +117,15 @@ def main():
     ap.add_argument("--t", type=float, default=981.0)
     ap.add_argument("--no-flops", action="store_true", help="skip the FLOP-counting pass")
     ap.add_argument("--force", action="store_true", help="run even if memory looks short")
+    ap.add_argument("--device", default="cpu",
+                    help="cpu, or cuda: the GPU peer of bench_unet --gpu (FP32, TF32 off, "
+                         "synchronised wall clock per evaluation, peak GPU memory)")
     args = ap.parse_args()
+    dev = torch.device(args.device)
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.set_float32_matmul_precision("highest")
 
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
@@ -157,6 +165,11 @@ def main():
     print(f"built in {time.perf_counter() - t0:.1f} s"
           + (f", weights from {args.weights}" if args.weights else ", default random init"))
     inp = make_inputs(cfg, args.batch, h, w, ctx_len, args.t)
+    if dev.type == "cuda":
+        model = model.to(dev)
+        inp = {k: (v.to(dev) if torch.is_tensor(v) else {a: b.to(dev) for a, b in v.items()})
+               for k, v in inp.items()}
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
     gflop = None
     with torch.inference_mode():
@@ -168,10 +181,12 @@ def main():
             gflop = fc.get_total_flops() / 1e9
         for _ in range(args.warmup):
             model(**inp, return_dict=False)
+        sync()
         times = []
         for _ in range(args.iters):
             t0 = time.perf_counter()
             eps = model(**inp, return_dict=False)[0]
+            sync()
             times.append((time.perf_counter() - t0) * 1e3)
     assert torch.isfinite(eps).all()
     best, med = min(times), statistics.median(times)
@@ -181,6 +196,9 @@ def main():
     line = f"ms/eval best {best:.1f} median {med:.1f} (iters {args.iters})"
     if gflop is not None:
         line += f"; {gflop:.2f} GFLOP/eval, {gflop / (best / 1e3):.1f} GFLOP/s"
+    if dev.type == "cuda":
+        line += f"; peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
+        print(f"device {torch.cuda.get_device_name()}")
     print(line + f"; peak RSS {rss:.0f} MiB")
     return 0
 

@@ -24,8 +24,17 @@
 #include "unet/forward.h"
 
 void fwd_trace(fwd *f, const char *name, const fwd_level *lv, const float *x, int c) {
-    if (!f->nn.dry && f->trace && f->trace->on_block)
+    if (f->nn.dry || !f->trace || !f->trace->on_block) return;
+    if (!f->nn.gpu) {
         f->trace->on_block(f->trace->user, name, x, f->nn.n, lv->rows, lv->w, c);
+        return;
+    }
+    /* on the GPU: the block's output through a host copy */
+    size_t bytes = nn_tensor_floats(&f->nn, lv, c) * sizeof(float);
+    float *h = f->nn.err->code ? NULL : malloc(bytes ? bytes : 1);
+    if (h && fs_cuda_download(f->nn.gpu, h, x, bytes, f->nn.err) == FS_OK)
+        f->trace->on_block(f->trace->user, name, h, f->nn.n, lv->rows, lv->w, c);
+    free(h);
 }
 
 typedef struct skip {
@@ -58,7 +67,16 @@ static fs_code embed(fwd *f, const fs_unet *u, const float *t, const float *y, f
     float *e = a ? nn_floats(&f->nn, (size_t)n * temb) : NULL;
     float *b = e ? nn_floats(&f->nn, (size_t)n * temb) : NULL;
     if (!b) return f->nn.err && f->nn.err->code ? f->nn.err->code : FS_ERR_NOMEM;
-    if (!f->nn.dry) fs_timestep_embedding(t, n, f->cfg->channels[0], te);
+    if (!f->nn.dry && !f->nn.gpu) fs_timestep_embedding(t, n, f->cfg->channels[0], te);
+    if (!f->nn.dry && f->nn.gpu) { /* t is on the host: made there, then copied */
+        size_t bytes = (size_t)n * f->cfg->channels[0] * sizeof(float);
+        float *h = malloc(bytes);
+        if (!h) return fs_fail(f->nn.err, FS_ERR_NOMEM, "UNet forward: out of memory");
+        fs_timestep_embedding(t, n, f->cfg->channels[0], h);
+        fs_code rc = fs_cuda_upload(f->nn.gpu, te, h, bytes, f->nn.err);
+        free(h);
+        if (rc) return rc;
+    }
     nn_small_linear(&f->nn, te, a, n, &w->time_linear_1);
     nn_silu(&f->nn, a, a, (size_t)n * temb);
     nn_small_linear(&f->nn, a, e, n, &w->time_linear_2);
@@ -265,6 +283,55 @@ fs_code fs_unet_forward(fs_unet *u, fs_comm *comm, const fs_strip_plan *plan, in
                               NULL, err);
 }
 
+/* The real pass on u's GPU: the host tensors in and out, the arena on the
+ * device, the weights of the device shadow. */
+static fs_code run_gpu(fwd *f, const fs_unet *u, int ctx_len, const float *x, const float *t,
+                       const float *y, float *eps, fs_error *err) {
+    fs_cuda *cu = fs_unet_gpu_ctx(u);
+    const fs_unet_config *cfg = f->cfg;
+    const size_t xb = nn_tensor_floats(&f->nn, &f->lv[0], cfg->in_channels) * sizeof(float);
+    const size_t eb = nn_tensor_floats(&f->nn, &f->lv[0], cfg->out_channels) * sizeof(float);
+    const size_t yb = (size_t)f->nn.n * cfg->adm_in_channels * sizeof(float);
+    const size_t cb = (size_t)f->nn.n * ctx_len * cfg->context_dim * sizeof(float);
+    const size_t ab = f->nn.arena_peak + 4096;
+    float *dx = NULL, *de = NULL, *dy = NULL, *dc = NULL;
+    void *da = NULL;
+    const float *host_context = f->context;
+    fs_code rc = fs_cuda_alloc(cu, (void **)&dx, xb, err);
+    if (!rc) rc = fs_cuda_alloc(cu, (void **)&de, eb, err);
+    if (!rc) rc = fs_cuda_alloc(cu, (void **)&dy, yb, err);
+    if (!rc) rc = fs_cuda_alloc(cu, (void **)&dc, cb, err);
+    if (!rc) {
+        rc = fs_cuda_alloc(cu, &da, ab, err);
+        if (rc)
+            fs_error_prefix(err, "UNet forward (%.1f MB of activations on the GPU): ", ab / 1e6);
+    }
+    if (!rc) f->nn.arena = fs_arena_over(da, ab, err);
+    if (!rc && !f->nn.arena) rc = err->code ? err->code : FS_ERR_NOMEM;
+    if (!rc) rc = fs_cuda_upload(cu, dx, x, xb, err);
+    if (!rc) rc = fs_cuda_upload(cu, dy, y, yb, err);
+    if (!rc) rc = fs_cuda_upload(cu, dc, host_context, cb, err);
+    if (!rc) {
+        /* a stale code from an earlier, handled failure would stop every
+         * GPU helper (they skip once err->code is set) */
+        memset(err, 0, sizeof *err);
+        f->nn.gpu = cu;
+        f->context = dc;
+        rc = run(f, fs_unet_gpu_model(u), dx, t, dy, de);
+        /* a failure inside a helper that returns nothing is kept in err */
+        if (!rc && err->code) rc = err->code;
+        if (!rc) rc = fs_cuda_download(cu, eps, de, eb, err);
+    }
+    fs_arena_destroy(f->nn.arena);
+    f->nn.arena = NULL;
+    fs_cuda_free(cu, da);
+    fs_cuda_free(cu, dc);
+    fs_cuda_free(cu, dy);
+    fs_cuda_free(cu, de);
+    fs_cuda_free(cu, dx);
+    return rc;
+}
+
 fs_code fs_unet_forward_fs(fs_unet *u, fs_comm *comm, const fs_strip_plan *plan, int h, int w,
                            int n, const float *x, const float *t, const float *context,
                            int ctx_len, const float *y, float *eps, const fs_unet_trace *trace,
@@ -276,6 +343,10 @@ fs_code fs_unet_forward_fs(fs_unet *u, fs_comm *comm, const fs_strip_plan *plan,
     if (!u->arena_weights || !u->w.conv_in.w)
         return fs_fail(err, FS_ERR_INVALID,
                        "UNet forward: the weights are not loaded (call fs_unet_load_weights)");
+    if (u->gpu && fsx && (fsx->fusion || fsx->freeu.on))
+        return fs_fail(err, FS_ERR_UNSUPPORTED,
+                       "UNet forward: scale fusion and FreeU have no GPU version yet (run this "
+                       "stage on CPU ranks, or turn them off)");
     int rank = 0;
     if (plan->parts > 1) {
         if (!comm || fs_comm_size(comm) != plan->parts)
@@ -290,9 +361,18 @@ fs_code fs_unet_forward_fs(fs_unet *u, fs_comm *comm, const fs_strip_plan *plan,
     f->nn.comm = comm;
     f->context = context;
     f->trace = trace;
+    /* the sizing pass knows the device too: some blocks cut their work
+     * differently on a GPU (blocks.c's FF_CHUNK_GPU) */
+    f->nn.gpu = fs_unet_gpu_ctx(u);
     if (!rc) { /* sizing pass */
         f->nn.dry = 1;
         rc = run(f, u, x, t, y, eps);
+    }
+    if (!rc && u->gpu) {
+        f->nn.dry = 0;
+        rc = run_gpu(f, u, ctx_len, x, t, y, eps, err);
+        free(f);
+        return rc;
     }
     if (!rc) {
         f->nn.dry = 0;

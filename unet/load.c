@@ -227,6 +227,7 @@ const fs_unet_info *fs_unet_get_info(const fs_unet *u) { return &u->info; }
 
 void fs_unet_free(fs_unet *u) {
     if (!u) return;
+    fs_unet_gpu_drop(u);
     fs_free(u->arena_weights);
     fs_unet_free_slots(u);
     if (u->st) fs_safetensors_close(u->st);

@@ -159,6 +159,16 @@ typedef struct fs_unet_freescale {
     fs_unet_freeu freeu;
 } fs_unet_freescale;
 
+/* Runs this model's forward passes on a GPU (kernels.h's fs_cuda context,
+ * which must outlive the model or the next call): copies the weights as
+ * they are now (f32, after any fs_unet_round_weights) to the device once.
+ * fs_unet_forward then still takes and returns host tensors but computes on
+ * the device, with the same exactness across ranks as on the CPU (bits
+ * differ from the CPU's, within 1e-5). Restrained dilation runs there;
+ * scale fusion and FreeU are refused for now. cu NULL: back to the CPU. */
+typedef struct fs_cuda fs_cuda;
+fs_code fs_unet_use_gpu(fs_unet *u, fs_cuda *cu, fs_error *err);
+
 /* fs_unet_forward with FreeScale's changes (fsx NULL or all off: exactly
  * fs_unet_forward). */
 fs_code fs_unet_forward_fs(fs_unet *u, fs_comm *comm, const fs_strip_plan *plan, int h, int w,

@@ -74,7 +74,15 @@ struct fs_unet {
     size_t nslots;
     fs_safetensors *st;           /* open file (NULL for random weights) */
     float *arena_weights;         /* one block holding every converted weight */
+    struct fs_unet_gpu *gpu;      /* the device copy (fs_unet_use_gpu), or NULL */
 };
+
+/* unet/gpu.c: frees the device copy; the GPU context of the device copy
+ * (NULL: none); the model the forward pass reads weights from (the device
+ * shadow, or u itself). */
+void fs_unet_gpu_drop(fs_unet *u);
+fs_cuda *fs_unet_gpu_ctx(const fs_unet *u);
+const fs_unet *fs_unet_gpu_model(const fs_unet *u);
 
 /* The binding table for a config (fills u->slots, u->nslots, and points every
  * slot's dst into u->w). Allocates the tblock arrays. */

@@ -17,6 +17,10 @@ struct fs_cuda {
     size_t scratch_bytes;
     int sms;
     char name[320];
+    /* device bytes allocated through the context: the live blocks (cudaFree
+     * does not tell a block's size), now and at peak */
+    struct fs_cuda_block { void *p; size_t bytes; } *live;
+    size_t nlive, cap_live, mem_now, mem_peak;
 };
 
 /* Fails with the CUDA error's text, naming the op. */

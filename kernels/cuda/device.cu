@@ -23,6 +23,7 @@ extern "C" void fs_cuda_close(fs_cuda *cu) {
     if (cu->scratch) cudaFree(cu->scratch);
     if (cu->blas) cublasDestroy(cu->blas);
     if (cu->stream) cudaStreamDestroy(cu->stream);
+    free(cu->live);
     free(cu);
 }
 
@@ -62,6 +63,7 @@ extern "C" fs_code fs_cuda_open(fs_cuda **out, int device, size_t scratch_bytes,
         return rc;
     }
     cu->sms = prop.multiProcessorCount;
+    cu->mem_now = cu->mem_peak = cu->scratch_bytes;
     snprintf(cu->name, sizeof cu->name, "%s (sm_%d%d, %d SMs, %.1f GiB)", prop.name, prop.major,
              prop.minor, prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0);
     *out = cu;
@@ -71,20 +73,48 @@ extern "C" fs_code fs_cuda_open(fs_cuda **out, int device, size_t scratch_bytes,
 extern "C" const char *fs_cuda_device_name(const fs_cuda *cu) { return cu ? cu->name : "none"; }
 
 extern "C" fs_code fs_cuda_alloc(fs_cuda *cu, void **dptr, size_t bytes, fs_error *err) {
-    (void)cu;
     *dptr = NULL;
+    if (cu->nlive == cu->cap_live) {
+        size_t cap = cu->cap_live ? 2 * cu->cap_live : 64;
+        void *grown = realloc(cu->live, cap * sizeof *cu->live);
+        if (!grown) return fs_fail(err, FS_ERR_NOMEM, "cuda alloc: out of host memory");
+        cu->live = (decltype(cu->live))grown;
+        cu->cap_live = cap;
+    }
     cudaError_t e = cudaMalloc(dptr, bytes ? bytes : 1);
     if (e != cudaSuccess) {
         *dptr = NULL;
-        return fs_fail(err, FS_ERR_NOMEM, "cuda alloc of %.1f MB: %s", bytes / 1e6,
-                       cudaGetErrorString(e));
+        size_t free_b = 0, total_b = 0;
+        cudaGetLastError(); // clear the sticky-free allocation error
+        cudaMemGetInfo(&free_b, &total_b);
+        return fs_fail(err, FS_ERR_NOMEM,
+                       "cuda alloc of %.1f MB: %s (%.1f of %.1f GB free on the device, %.1f GB "
+                       "held by this context)",
+                       bytes / 1e6, cudaGetErrorString(e), free_b / 1e9, total_b / 1e9,
+                       cu->mem_now / 1e9);
     }
+    cu->live[cu->nlive].p = *dptr;
+    cu->live[cu->nlive++].bytes = bytes;
+    cu->mem_now += bytes;
+    if (cu->mem_now > cu->mem_peak) cu->mem_peak = cu->mem_now;
     return FS_OK;
 }
 
 extern "C" void fs_cuda_free(fs_cuda *cu, void *dptr) {
-    (void)cu;
-    if (dptr) cudaFree(dptr);
+    if (!dptr) return;
+    for (size_t i = cu->nlive; i-- > 0;)
+        if (cu->live[i].p == dptr) {
+            cu->mem_now -= cu->live[i].bytes;
+            cu->live[i] = cu->live[--cu->nlive];
+            break;
+        }
+    cudaFree(dptr);
+}
+
+extern "C" size_t fs_cuda_mem_current(const fs_cuda *cu) { return cu ? cu->mem_now : 0; }
+extern "C" size_t fs_cuda_mem_peak(const fs_cuda *cu) { return cu ? cu->mem_peak : 0; }
+extern "C" void fs_cuda_mem_reset_peak(fs_cuda *cu) {
+    if (cu) cu->mem_peak = cu->mem_now;
 }
 
 extern "C" fs_code fs_cuda_upload(fs_cuda *cu, void *dst, const void *src, size_t bytes,

@@ -39,28 +39,43 @@ static fs_code gemm_nt(fs_cuda *cu, const float *a, const float *w, float *c, in
     return FS_OK;
 }
 
-extern "C" fs_code fs_cuda_linear(fs_cuda *cu, const float *x, float *y, size_t m, int k, int nout,
-                                  const float *w, const float *bias, int64_t m0, fs_error *err) {
+// Rows [m0, m0 + m) through tiles of `tile` rows aligned on global multiples.
+static fs_code linear_tiles(fs_cuda *cu, const float *x, float *y, size_t m, int k, int nout,
+                            const float *w, const float *bias, int64_t m0, int tile,
+                            fs_error *err) {
     if (m == 0) return FS_OK;
     if (k <= 0 || nout <= 0) return fs_fail(err, FS_ERR_INVALID, "cuda linear: k %d, nout %d", k, nout);
-    size_t a_bytes = fs_cu_align((size_t)LINEAR_TILE * k * 4);
+    size_t a_bytes = fs_cu_align((size_t)tile * k * 4);
     char *s = NULL;
-    fs_code rc = fs_cu_scratch(cu, a_bytes + (size_t)LINEAR_TILE * nout * 4, &s, err, "linear");
+    fs_code rc = fs_cu_scratch(cu, a_bytes + (size_t)tile * nout * 4, &s, err, "linear");
     if (rc) return rc;
     float *a = (float *)s, *c = (float *)(s + a_bytes);
     int64_t r0 = m0, r1 = m0 + (int64_t)m;
-    int64_t t0 = r0 >= 0 ? r0 / LINEAR_TILE : -((-r0 + LINEAR_TILE - 1) / LINEAR_TILE);
-    for (int64_t t = t0; t * LINEAR_TILE < r1; t++) {
-        int64_t row0 = t * LINEAR_TILE;
-        fs_cu_stage_rows<<<fs_cu_blocks((size_t)LINEAR_TILE * k, 256), 256, 0, cu->stream>>>(
-            x, k, a, row0, r0, r1, LINEAR_TILE, k);
+    int64_t t0 = r0 >= 0 ? r0 / tile : -((-r0 + tile - 1) / tile);
+    for (int64_t t = t0; t * tile < r1; t++) {
+        int64_t row0 = t * tile;
+        fs_cu_stage_rows<<<fs_cu_blocks((size_t)tile * k, 256), 256, 0, cu->stream>>>(
+            x, k, a, row0, r0, r1, tile, k);
         FS_CU_LAUNCHED(err, "linear stage");
-        if ((rc = gemm_nt(cu, a, w, c, LINEAR_TILE, k, nout, err, "linear"))) return rc;
-        unstage_rows_kernel<<<fs_cu_blocks((size_t)LINEAR_TILE * nout, 256), 256, 0,
-                              cu->stream>>>(c, y, bias, row0, r0, r1, LINEAR_TILE, nout);
+        if ((rc = gemm_nt(cu, a, w, c, tile, k, nout, err, "linear"))) return rc;
+        unstage_rows_kernel<<<fs_cu_blocks((size_t)tile * nout, 256), 256, 0,
+                              cu->stream>>>(c, y, bias, row0, r0, r1, tile, nout);
         FS_CU_LAUNCHED(err, "linear unstage");
     }
     return FS_OK;
+}
+
+extern "C" fs_code fs_cuda_linear(fs_cuda *cu, const float *x, float *y, size_t m, int k, int nout,
+                                  const float *w, const float *bias, int64_t m0, fs_error *err) {
+    return linear_tiles(cu, x, y, m, k, nout, w, bias, m0, LINEAR_TILE, err);
+}
+
+extern "C" fs_code fs_cuda_linear_whole(fs_cuda *cu, const float *x, float *y, size_t m, int k,
+                                        int nout, const float *w, const float *bias,
+                                        fs_error *err) {
+    // every rank holds all m rows: a tile of exactly m rows is the same call everywhere
+    int tile = m <= LINEAR_TILE ? (int)(m ? m : 1) : LINEAR_TILE;
+    return linear_tiles(cu, x, y, m, k, nout, w, bias, 0, tile, err);
 }
 
 // ---------------------------------------------------------------- conv2d
