@@ -13,6 +13,12 @@ int cmd_inspect(int argc, char **argv);
  * (exit 0), the error with its file:line:column (exit 1), or the usage (2). */
 int cmd_validate(int argc, char **argv);
 
+/* freescale plan JOB.yaml [--ranks N[,N...]] [--mem GB] [--set key=value ...]:
+ * memory and work per rank, per stage, for some rank counts (one process, no
+ * weights read). Exit 0; 3 with --mem when the first count listed does not
+ * fit (or is impossible); 1 on a bad job or model; 2 on bad arguments. */
+int cmd_plan(int argc, char **argv);
+
 /* freescale render JOB.yaml [--set key=value]... [--stats] [--progress
  * bar|lines|none]: the job's prompt to a PNG. Collective under mpirun. */
 int cmd_render(int argc, char **argv);

@@ -24,6 +24,11 @@ static void usage(FILE *f) {
             "  inspect MODEL [--all]   a model (SGM .safetensors or diffusers folder): components,\n"
             "        dtypes, parameter counts, UNet configuration and binding (no weight read);\n"
             "        any other .safetensors file: tensors, dtypes, shapes, parameter count\n"
+            "  plan JOB.yaml [--ranks N[,N...]] [--mem GB] [--set key=value ...]\n"
+            "        before spending GPU hours: per stage and rank count (default 1,2,4,8), the\n"
+            "        latent rows, UNet/VAE activations, weights and peak memory per rank, UNet\n"
+            "        GFLOP; one process, no weights read. --mem: which counts fit and the\n"
+            "        smallest that does (exit 3 when the first count listed does not fit)\n"
             "  validate JOB.yaml [--set key=value ...]\n"
             "        reads and checks a job file (see jobs/example.yaml) and prints the resolved job\n"
             "  check [--size H] [--channels C] [--dilation D] [--seed S]\n"
@@ -111,6 +116,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "inspect")) return cmd_inspect(argc - 2, argv + 2);
     if (!strcmp(cmd, "render")) return cmd_render(argc - 2, argv + 2);
     if (!strcmp(cmd, "validate")) return cmd_validate(argc - 2, argv + 2);
+    if (!strcmp(cmd, "plan")) return cmd_plan(argc - 2, argv + 2);
     if (!strcmp(cmd, "check")) return cmd_check(argc - 2, argv + 2);
     fprintf(stderr, "freescale: unknown command '%s'\n\n", cmd);
     usage(stderr);

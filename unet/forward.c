@@ -389,9 +389,11 @@ fs_code fs_unet_forward_fs(fs_unet *u, fs_comm *comm, const fs_strip_plan *plan,
     return rc;
 }
 
-fs_code fs_unet_forward_bytes(const fs_unet *u, const fs_strip_plan *plan, int rank, int h,
-                              int w, int n, int ctx_len, const fs_unet_freescale *fsx,
-                              size_t *bytes, fs_error *err) {
+fs_code fs_unet_forward_cost(const fs_unet *u, const fs_strip_plan *plan, int rank, int h, int w,
+                             int n, int ctx_len, const fs_unet_freescale *fsx, size_t *bytes,
+                             double *flops, fs_error *err) {
+    if (bytes) *bytes = 0;
+    if (flops) *flops = 0;
     if (!u || !plan || !bytes)
         return fs_fail(err, FS_ERR_INVALID, "UNet forward bytes: NULL model, plan or result");
     fs_error local = {0};
@@ -407,6 +409,13 @@ fs_code fs_unet_forward_bytes(const fs_unet *u, const fs_strip_plan *plan, int r
         rc = run(f, u, none, none, none, (float *)none);
     }
     *bytes = rc ? 0 : f->nn.arena_peak + 4096;
+    if (flops) *flops = rc ? 0 : f->nn.flops;
     free(f);
     return rc;
+}
+
+fs_code fs_unet_forward_bytes(const fs_unet *u, const fs_strip_plan *plan, int rank, int h,
+                              int w, int n, int ctx_len, const fs_unet_freescale *fsx,
+                              size_t *bytes, fs_error *err) {
+    return fs_unet_forward_cost(u, plan, rank, h, w, n, ctx_len, fsx, bytes, NULL, err);
 }

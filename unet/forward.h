@@ -36,8 +36,7 @@ typedef struct fwd {
 void fwd_trace(fwd *f, const char *name, const fwd_level *lv, const float *x, int c);
 
 /* Bytes of the arena fs_unet_forward takes on strip `rank` of plan (the dry
- * pass alone; needs only the weights' shapes, not their values). For memory
- * planning before a stage starts; a candidate for unet.h. */
+ * pass alone): fs_unet_forward_cost (unet.h) without the FLOPs. */
 fs_code fs_unet_forward_bytes(const fs_unet *u, const fs_strip_plan *plan, int rank, int h,
                               int w, int n, int ctx_len, const fs_unet_freescale *fsx,
                               size_t *bytes, fs_error *err);

@@ -178,6 +178,16 @@ fs_code fs_unet_forward_fs(fs_unet *u, fs_comm *comm, const fs_strip_plan *plan,
                            int ctx_len, const float *y, float *eps, const fs_unet_trace *trace,
                            const fs_unet_freescale *fsx, fs_error *err);
 
+/* Planning: what fs_unet_forward_fs would take on strip `rank` of plan,
+ * from its sizing (dry) pass alone, which needs the weights' shapes, not
+ * their values (a model just opened will do): the bytes of its arena
+ * (activations and scratch; the weights and the caller's x, eps, context
+ * not included) and the FLOPs of its matrix products (NULL: not wanted).
+ * Sizes are the CPU pass's (a GPU pass cuts some blocks differently). */
+fs_code fs_unet_forward_cost(const fs_unet *u, const fs_strip_plan *plan, int rank, int h, int w,
+                             int n, int ctx_len, const fs_unet_freescale *fsx, size_t *bytes,
+                             double *flops, fs_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -28,10 +28,10 @@ fs_code render_vae(render_run *r, fs_vae **vae) {
     return FS_OK;
 }
 
-static fs_vae_opts vae_opts(const render_run *r) {
+fs_vae_opts render_vae_opts(const fs_job *job) {
     fs_vae_opts o;
     memset(&o, 0, sizeof o);
-    o.tiled = r->job->vae_tiling;
+    o.tiled = job->vae_tiling;
     o.force_scheme = -1;
     return o;
 }
@@ -117,7 +117,7 @@ fs_code render_decode(render_run *r, const stage_map *m, float **img_out, int em
     rc = render_agree(r, rc);
     if (!rc) {
         fs_vae_unscale(&fs_vae_get_info(vae)->config, m->x, z, lat);
-        fs_vae_opts o = vae_opts(r);
+        fs_vae_opts o = render_vae_opts(r->job);
         rc = render_agree(r, fs_vae_decode(vae, r->comm, m->plan, m->h, m->w, 1, z, img, &o,
                                            r->err));
     }
@@ -148,7 +148,7 @@ static fs_code encode_sample(render_run *r, const stage_map *m, const float *img
     if (!rc && !mom) rc = fs_fail(r->err, FS_ERR_NOMEM, "render: out of memory for moments");
     rc = render_agree(r, rc);
     if (!rc) {
-        fs_vae_opts o = vae_opts(r);
+        fs_vae_opts o = render_vae_opts(r->job);
         rc = render_agree(r, fs_vae_encode(vae, r->comm, m->plan, m->h, m->w, 1, img, mom, &o,
                                            r->err));
     }

@@ -179,3 +179,33 @@ void fs_models_drop_vae(fs_models *m) {
     m->vae = NULL;
     m->vae_loaded = 0;
 }
+
+fs_code fs_models_shapes(fs_models *m, const fs_clip **clip_l, const fs_clip **clip_g,
+                         const fs_unet **unet, const fs_vae **vae, const fs_tokenizer **tok_l,
+                         const fs_tokenizer **tok_g, fs_error *err) {
+    fs_code rc = FS_OK;
+    if (fs_models_embedded(m)) {
+        /* nothing bound at open: build the tiny networks (what a render would) */
+        fs_clip *cl, *cg;
+        fs_tokenizer *tl, *tg;
+        fs_unet *u;
+        fs_vae *v;
+        rc = fs_models_text(m, &cl, &cg, &tl, &tg, err);
+        if (!rc) rc = fs_models_unet(m, &u, err);
+        if (!rc) rc = fs_models_vae(m, &v, err);
+    } else {
+        /* what fs_models_open bound (re-bound if a phase was dropped since),
+         * and the tokenizers (vocabulary files, not weights) */
+        const char *dir = m->is_dir ? m->path : NULL;
+        if (!m->tok_l) rc = fs_tokenizer_load_for_model(dir, "tokenizer", &m->tok_l, err);
+        if (!rc && !m->tok_g) rc = fs_tokenizer_load_for_model(dir, "tokenizer_2", &m->tok_g, err);
+        if (!rc && !m->clip_l) rc = fs_clip_open(m->path, 0, &m->clip_l, err);
+        if (!rc && !m->clip_g) rc = fs_clip_open(m->path, 1, &m->clip_g, err);
+        if (!rc && !m->unet) rc = fs_unet_open(m->path, &m->unet, err);
+        if (!rc && !m->vae) rc = fs_vae_open(m->path, &m->vae, err);
+    }
+    if (rc) return rc;
+    *clip_l = m->clip_l, *clip_g = m->clip_g, *unet = m->unet, *vae = m->vae;
+    *tok_l = m->tok_l, *tok_g = m->tok_g;
+    return FS_OK;
+}

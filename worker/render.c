@@ -34,8 +34,8 @@ fs_code stage_map_make(render_run *r, int stage, int width, int height, stage_ma
     m->stage = stage, m->h = height / 8, m->w = width / 8;
     m->plan = calloc(1, sizeof *m->plan);
     if (!m->plan) return fs_fail(r->err, FS_ERR_NOMEM, "render: out of memory");
-    int align = 1 << (fs_unet_get_info(r->unet)->config.levels - 1);
-    fs_code rc = fs_strip_plan_make(m->h, r->size, align, m->plan, r->err);
+    fs_code rc = render_strip_plan(m->h, r->size, fs_unet_get_info(r->unet)->config.levels,
+                                   m->plan, r->err);
     if (rc) {
         fs_error_prefix(r->err, "stage %d (%dx%d) on %d ranks: ", stage, width, height, r->size);
         return rc;
@@ -93,8 +93,9 @@ static fs_code run_stages(render_run *r) {
     int ns = job->n_stages > 0 ? job->n_stages : 1;
     stage_map cur, next;
     memset(&next, 0, sizeof next);
-    fs_code rc = stage_map_make(r, 0, ns > 1 ? job->stage_width[0] : job->width,
-                                ns > 1 ? job->stage_height[0] : job->height, &cur);
+    int w0, h0;
+    render_stage_size(job, 0, &w0, &h0);
+    fs_code rc = stage_map_make(r, 0, w0, h0, &cur);
     r->base_h = cur.h, r->base_w = cur.w;
     stage_begin(r);
     rc = render_agree(r, rc);
@@ -108,7 +109,9 @@ static fs_code run_stages(render_run *r) {
         int emit = job->stage_outputs;
         if (emit || !job->upsample_latent) rc = render_decode(r, &cur, &img, emit);
         stage_begin(r);   /* the previous image was that stage's output */
-        if (!rc) rc = stage_map_make(r, s, job->stage_width[s], job->stage_height[s], &next);
+        int ws, hs;
+        render_stage_size(job, s, &ws, &hs);
+        if (!rc) rc = stage_map_make(r, s, ws, hs, &next);
         rc = render_agree(r, rc);
         if (!rc) rc = render_upsample(r, &cur, img, &next, &z);
         fs_free(img);

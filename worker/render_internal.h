@@ -35,6 +35,28 @@ static inline int stage_rows(const render_run *r, const stage_map *m) {
     return fs_strip_rows(m->plan, r->rank);
 }
 
+/* ---- the render's geometry and settings, shared with the planner (plan.c) */
+/* Stage s's size in pixels (a plain job: its size). */
+static inline void render_stage_size(const fs_job *job, int s, int *width, int *height) {
+    int several = job->n_stages > 1;
+    *width = several ? job->stage_width[s] : job->width;
+    *height = several ? job->stage_height[s] : job->height;
+}
+/* A stage's latent rows cut over `ranks` strips: boundaries on multiples of
+ * 2^(levels-1) latent rows, so every UNet level has whole rows. */
+static inline fs_code render_strip_plan(int lat_h, int ranks, int unet_levels,
+                                        fs_strip_plan *plan, fs_error *err) {
+    return fs_strip_plan_make(lat_h, ranks, 1 << (unet_levels - 1), plan, err);
+}
+/* The UNet batch: 2 under CFG, 1 at guidance <= 1 (diffusers: no CFG batch). */
+static inline int render_batch(const fs_job *job) { return job->guidance > 1.0f ? 2 : 1; }
+/* worker/stage.c: FreeScale's UNet settings for step i of a stage whose
+ * latent is lat_w wide (base: stage 0's latent). */
+fs_unet_freescale render_unet_settings(const fs_job *job, int stage, int i, int lat_w,
+                                       int base_h, int base_w);
+/* worker/images.c: the VAE options of every decode and encode of the job. */
+fs_vae_opts render_vae_opts(const fs_job *job);
+
 /* A failure on any rank stops every rank at the same point. */
 fs_code render_agree(render_run *r, fs_code rc);
 /* Rank 0 asks on_progress whether to go on; everyone learns the answer. */

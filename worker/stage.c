@@ -21,26 +21,25 @@ static fs_code initial_noise(render_run *r, stage_map *m) {
     return rc;
 }
 
-/* FreeScale's UNet settings for step i of stage s. */
-static fs_unet_freescale unet_settings(const render_run *r, const stage_map *m, int i) {
-    const fs_job *job = r->job;
+fs_unet_freescale render_unet_settings(const fs_job *job, int stage, int i, int lat_w,
+                                       int base_h, int base_w) {
     fs_unet_freescale f;
     memset(&f, 0, sizeof f);
     f.dilation = 1;
     f.blur = (fs_blur_kind)job->blur;
     f.blur_sigma = job->blur_sigma;
-    f.base_h = r->base_h, f.base_w = r->base_w;
+    f.base_h = base_h, f.base_w = base_w;
     f.fast_mode = job->fast_mode;
     f.jitter_seed = job->seed;
-    f.jitter_stream = FS_STREAM_JITTER(m->stage);
+    f.jitter_stream = FS_STREAM_JITTER(stage);
     f.step = i;
     f.freeu.on = job->freeu;
     f.freeu.b1 = job->freeu_b1, f.freeu.b2 = job->freeu_b2;
     f.freeu.s1 = job->freeu_s1, f.freeu.s2 = job->freeu_s2;
-    if (m->stage > 0) {
+    if (stage > 0) {
         f.fusion = job->scale_fusion;
         if (job->dilation)
-            f.dilation = fs_cascade_dilation(m->stage, i, job->dilate_tau, m->w, r->base_w);
+            f.dilation = fs_cascade_dilation(stage, i, job->dilate_tau, lat_w, base_w);
     }
     return f;
 }
@@ -49,7 +48,7 @@ fs_code stage_denoise(render_run *r, stage_map *m, const float *z, const float *
     const fs_job *job = r->job;
     const fs_unet_config *uc = &fs_unet_get_info(r->unet)->config;
     int rows = stage_rows(r, m), w = m->w;
-    int cfg = job->guidance > 1.0f, n = cfg ? 2 : 1;   /* diffusers: no CFG batch at <= 1 */
+    int n = render_batch(job), cfg = n == 2;
     size_t per = (size_t)rows * w * 4, ctx_len = (size_t)r->chunks * 77;
     const float *ctx_use = cfg ? r->context : r->context + ctx_len * (size_t)uc->context_dim;
     const float *y_use = cfg ? r->y : r->y + (size_t)uc->adm_in_channels;
@@ -80,7 +79,7 @@ fs_code stage_denoise(render_run *r, stage_map *m, const float *z, const float *
             for (size_t k = 0; k < per; k++) xin[b * per + k] = m->x[k] * scale;
             t[b] = (float)r->sched->timesteps[i];
         }
-        fs_unet_freescale f = unet_settings(r, m, i);
+        fs_unet_freescale f = render_unet_settings(job, m->stage, i, w, r->base_h, r->base_w);
         rc = fs_unet_forward_fs(r->unet, r->comm, m->plan, m->h, w, n, xin, t, ctx_use,
                                 (int)ctx_len, y_use, eps, NULL, &f, r->err);
         if (rc) break;

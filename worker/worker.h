@@ -38,6 +38,13 @@ fs_code fs_models_unet(fs_models *m, fs_unet **unet, fs_error *err);
 void fs_models_drop_unet(fs_models *m);
 fs_code fs_models_vae(fs_models *m, fs_vae **vae, fs_error *err);
 void fs_models_drop_vae(fs_models *m);
+/* For planning (worker/plan.c): the networks as fs_models_open bound them
+ * (shapes and parameter counts, no weight read) and the tokenizers. The
+ * embedded default binds nothing at open: its tiny networks are built here,
+ * as a render would. Owned by m; valid until a phase is loaded or dropped. */
+fs_code fs_models_shapes(fs_models *m, const fs_clip **clip_l, const fs_clip **clip_g,
+                         const fs_unet **unet, const fs_vae **vae, const fs_tokenizer **tok_l,
+                         const fs_tokenizer **tok_g, fs_error *err);
 /* The embedded default's configurations (tests, benchmarks). */
 fs_unet_config fs_models_embedded_unet_config(void);
 fs_vae_config fs_models_embedded_vae_config(void);
@@ -94,6 +101,62 @@ typedef struct fs_render_stats {
 
 fs_code fs_worker_render(fs_comm *comm, const fs_job *job, fs_models *models,
                          const fs_render_hooks *hooks, fs_render_stats *stats, fs_error *err);
+
+/* ---------------------------------------------------------------- plan
+ * What a render of a job holds on each of `ranks` CPU ranks, worked out on
+ * one process before any work (worker/plan.c): the networks' shapes only
+ * (fs_models_shapes), the UNet's and the VAE's sizing passes with the
+ * settings the render uses at every step (worker/stage.c, worker/images.c),
+ * and the buffers the render's code holds around them, in its order. Every
+ * figure is the largest strip's (strip 0: the first strips get the extra
+ * rows). Bytes are buffers (fs_alloc) as fs_render_stats counts them; the
+ * weights are held as f32 whatever the job's precision (they are rounded to
+ * it in place). Allocations of a few MB inside the ops (per-thread GEMM
+ * warm-up, attention and resize scratch) and the tiled VAE's tiles (malloc)
+ * are not in the counted figures. */
+typedef struct fs_stage_plan {
+    int stage;
+    int img_w, img_h, lat_w, lat_h;
+    int max_rows;                /* latent rows of the largest strip */
+    int min_rows;                /* of the smallest */
+    int first_step, evals;       /* UNet evaluations: steps first_step .. steps-1 (none:
+                                    stage 0 is the input image) */
+    int max_dilation;            /* restrained dilation's largest factor (1: none) */
+    size_t unet_act_bytes;       /* UNet forward arena, the largest over the stage's steps */
+    double unet_flops;           /* FLOPs of one evaluation on the largest strip (largest step) */
+    double stage_flops;          /* of all the stage's evaluations, this strip */
+    size_t latent_bytes;         /* the loop's own buffers: latent, UNet batch in and out,
+                                    noise, upsampled latent, mask, previous stage's latent */
+    size_t decode_act_bytes;     /* decode of this stage's latent (its image or the next
+                                    stage's input; tiled: one tile and the tile rows) */
+    size_t encode_act_bytes;     /* encode of the image upsampled into it (0: none) */
+    size_t image_bytes;          /* image buffers at the stage's largest VAE moment */
+    size_t peak_unet;            /* the sampler loop: weights held + buffers + UNet arena */
+    size_t peak_vae;             /* the VAE work: the upsample into the stage, its decode */
+    size_t peak_window;          /* what fs_render_stats.stage_peak_alloc[stage] measures
+                                    (the render's window leaves out the decode that feeds
+                                    the next stage: it is in peak_vae) */
+    size_t peak_bytes;           /* max(peak_unet, peak_vae) */
+} fs_stage_plan;
+
+typedef struct fs_job_plan {
+    int ranks;
+    int max_ranks;               /* most ranks every stage's latent can be cut into */
+    int n_stages, chunks, batch; /* prompt chunks of 77 tokens; UNet batch (2: CFG) */
+    uint64_t text_params, unet_params, vae_params;
+    size_t text_weight_bytes, unet_weight_bytes, vae_weight_bytes;  /* as held (f32) */
+    size_t text_act_bytes;       /* both encoders' activations, their outputs */
+    size_t cond_bytes;           /* the conditioning kept through the stages */
+    size_t peak_text;            /* the text phase: encoders + activations + conditioning */
+    size_t peak_bytes;           /* the job's: text and every stage */
+    fs_stage_plan stage[FS_JOB_MAX_STAGES];
+} fs_job_plan;
+
+/* Plans a validated job on `ranks` ranks. More ranks than a stage has
+ * groups of 2^(levels-1) latent rows: FS_ERR_RANGE saying so, with
+ * plan->max_ranks set. Reads no weights. */
+fs_code fs_worker_plan(const fs_job *job, fs_models *models, int ranks, fs_job_plan *plan,
+                       fs_error *err);
 
 typedef struct fs_check_params {
     int size;        /* latent map is size x size */
