@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 packages=(cmake pkg-config gcc make clang libclang-rt-14-dev
           libopenmpi-dev openmpi-bin libopenblas-dev libjansson-dev
           libfftw3-dev libyaml-dev libpng-dev libhdf5-openmpi-dev hdf5-tools
-          libpcre2-dev libicu-dev zlib1g-dev)
+          libpcre2-dev libicu-dev zlib1g-dev
+          slurmctld slurmd slurm-client munge)   # Slurm: tests/cli_slurm.sh starts its own
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
