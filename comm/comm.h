@@ -102,6 +102,26 @@ fs_code fs_comm_gather_rows(fs_comm *comm, const fs_strip_plan *plan, const floa
  * receives the gathered [h][m] partials. */
 fs_code fs_comm_sum_rows(fs_comm *comm, const fs_strip_plan *plan, const double *own_part,
                          size_t m, double *sum, double *all_rows, fs_error *err);
+/* Exact sums (comm/exact_sum.c): every value becomes a fixed-point integer
+ * of FS_EXACT_LIMBS 32-bit limbs (bit 0 weighs 2^-FS_EXACT_BIAS; bits below
+ * are dropped toward zero) and integers add associatively, so a sum has the
+ * same bits whatever the order and grouping of its terms: across ranks it is
+ * one all-reduce of m * FS_EXACT_LIMBS int64 instead of a gather of h * m
+ * partials. |values| and |sums| must stay below FS_EXACT_MAX (2^110).
+ * fs_exact_add: acc += v (acc zeroed by the caller); -1 if v is not finite
+ * or too large. fs_exact_value: the double nearest (within 2 ulp, always the
+ * same) to acc; -1 if the sum is out of range. */
+#define FS_EXACT_LIMBS 7
+#define FS_EXACT_BIAS 112
+#define FS_EXACT_MAX 0x1p110
+int fs_exact_add(int64_t acc[FS_EXACT_LIMBS], double v);
+int fs_exact_value(const int64_t acc[FS_EXACT_LIMBS], double *out);
+/* sum[j] = the exact sum over all h rows of own_part[r][j] ([own rows][m],
+ * this rank's rows of plan), on every rank: bit-identical for any rank count
+ * (the one-part plan, or comm NULL, sums locally by the same integers).
+ * FS_ERR_RANGE names the value that does not fit. */
+fs_code fs_comm_sum_rows_exact(fs_comm *comm, const fs_strip_plan *plan, const double *own_part,
+                               size_t m, double *sum, fs_error *err);
 /* Gathers per-row partials [h][m] in global row order on every rank (for
  * callers that fold them themselves, e.g. fs_groupnorm_finish). */
 fs_code fs_comm_allgather_row_partials(fs_comm *comm, const fs_strip_plan *plan,

@@ -562,6 +562,67 @@ fs_code fs_comm_allgather_row_partials(fs_comm *c, const fs_strip_plan *plan,
                        FS_TRAFFIC_REDUCE, "all-gather of row partials", err);
 }
 
+fs_code fs_comm_sum_rows_exact(fs_comm *c, const fs_strip_plan *plan, const double *own_part,
+                               size_t m, double *sum, fs_error *err)
+{
+    if (!sum || !plan)
+        return fs_fail(err, FS_ERR_INVALID, "exact row sum: NULL plan or sum");
+    const int parts = plan->parts;
+    if (parts > 1) {
+        fs_code code = check_plan(c, plan, "exact row sum", err);
+        if (code)
+            return code;
+    }
+    const int rank = parts > 1 ? c->rank : 0;
+    const int rows = fs_strip_rows(plan, rank);
+    if (m > SIZE_MAX / sizeof(int64_t) / FS_EXACT_LIMBS / 2)
+        return fs_fail(err, FS_ERR_RANGE, "exact row sum: %zu values", m);
+    int64_t *acc = fs_alloc(2 * m * FS_EXACT_LIMBS * sizeof(int64_t) + 8);
+    if (!acc)
+        return fs_fail(err, FS_ERR_NOMEM, "exact row sum: %zu values", m);
+    memset(acc, 0, m * FS_EXACT_LIMBS * sizeof(int64_t));
+    fs_code code = FS_OK;
+    for (int r = 0; r < rows && !code; r++)
+        for (size_t j = 0; j < m; j++)
+            if (fs_exact_add(acc + j * FS_EXACT_LIMBS, own_part[(size_t)r * m + j])) {
+                code = fs_fail(err, FS_ERR_RANGE,
+                               "exact row sum: value %g (row %d, index %zu) is not finite or "
+                               "not below 2^110", own_part[(size_t)r * m + j],
+                               plan->row0[rank] + r, j);
+                break;
+            }
+    /* every rank reaches the all-reduce, a failed one too (with zeros): the
+     * failure is then agreed on below, nobody is left waiting */
+    int64_t *total = acc + m * FS_EXACT_LIMBS;
+    if (parts > 1) {
+        int bad = code != FS_OK;
+        if (code) memset(acc, 0, m * FS_EXACT_LIMBS * sizeof(int64_t));
+        int rc = MPI_Allreduce(acc, total, (int)(m * FS_EXACT_LIMBS), MPI_INT64_T, MPI_SUM,
+                               c->comm);
+        if (rc != MPI_SUCCESS) {
+            fs_free(acc);
+            return mpi_fail(err, rc, c->rank, "MPI_Allreduce (exact row sum)");
+        }
+        count(c, FS_TRAFFIC_REDUCE, m * FS_EXACT_LIMBS * sizeof(int64_t),
+              m * FS_EXACT_LIMBS * sizeof(int64_t));
+        fs_error local = {0};
+        fs_code agreed = fs_comm_allreduce_max_int(c, &bad, &local);
+        if (!code && agreed)
+            code = fs_fail(err, agreed, "%s", local.msg);
+        else if (!code && bad)
+            code = fs_fail(err, FS_ERR_RANGE, "exact row sum: a value on another rank is not "
+                                              "finite or not below 2^110");
+    } else {
+        memcpy(total, acc, m * FS_EXACT_LIMBS * sizeof(int64_t));
+    }
+    for (size_t j = 0; j < m && !code; j++)
+        if (fs_exact_value(total + j * FS_EXACT_LIMBS, &sum[j]))
+            code = fs_fail(err, FS_ERR_RANGE, "exact row sum: the sum at index %zu reaches 2^110",
+                           j);
+    fs_free(acc);
+    return code;
+}
+
 fs_code fs_comm_sum_rows(fs_comm *c, const fs_strip_plan *plan, const double *own_part,
                          size_t m, double *sum, double *all_rows, fs_error *err)
 {

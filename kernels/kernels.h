@@ -96,6 +96,11 @@ void fs_groupnorm_partials(const float *x, int n, int rows, int w, int c, int gr
  * and rstd = 1/sqrt(var + eps) per [b][g] (biased variance, as PyTorch). */
 void fs_groupnorm_finish(const double *part, int h, int n, int w, int c, int groups,
                          float eps, float *mean, float *rstd);
+/* The same from the totals: sums[(b * groups + g) * 2 + {0, 1}] = the sum
+ * and the sum of squares over the whole map (fs_groupnorm_finish adds the
+ * rows in order, then calls it). */
+void fs_groupnorm_finish_sums(const double *sums, int h, int n, int w, int c, int groups,
+                              float eps, float *mean, float *rstd);
 /* y = (x - mean) * rstd * gamma + beta, then SiLU if silu; y may equal x. */
 void fs_groupnorm_apply(const float *x, float *y, int n, int rows, int w, int c, int groups,
                         const float *mean, const float *rstd, const float *gamma,

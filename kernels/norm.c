@@ -55,6 +55,24 @@ void fs_groupnorm_partials(const float *x, int n, int rows, int w, int c, int gr
     }
 }
 
+/* mean and rstd of one group from its sum s and sum of squares q over count values */
+static void gn_stats(double s, double q, double count, float eps, float *mean, float *rstd) {
+    double mu = count > 0 ? s / count : 0.0;
+    double var = count > 0 ? q / count - mu * mu : 0.0;
+    if (var < 0) var = 0; /* rounding can push a constant group below 0 */
+    *mean = (float)mu;
+    *rstd = (float)(1.0 / sqrt(var + (double)eps));
+}
+
+void fs_groupnorm_finish_sums(const double *sums, int h, int n, int w, int c, int groups,
+                              float eps, float *mean, float *rstd) {
+    if (n <= 0 || groups <= 0 || c % groups) return;
+    double count = (double)h * w * (c / groups);
+    for (int bg = 0; bg < n * groups; bg++)
+        gn_stats(sums[(size_t)bg * 2], sums[(size_t)bg * 2 + 1], count, eps, &mean[bg],
+                 &rstd[bg]);
+}
+
 void fs_groupnorm_finish(const double *part, int h, int n, int w, int c, int groups,
                          float eps, float *mean, float *rstd) {
     if (n <= 0 || groups <= 0 || c % groups) return;
@@ -67,11 +85,7 @@ void fs_groupnorm_finish(const double *part, int h, int n, int w, int c, int gro
                 s += p[0];
                 q += p[1];
             }
-            double mu = count > 0 ? s / count : 0.0;
-            double var = count > 0 ? q / count - mu * mu : 0.0;
-            if (var < 0) var = 0; /* rounding can push a constant group below 0 */
-            mean[b * groups + g] = (float)mu;
-            rstd[b * groups + g] = (float)(1.0 / sqrt(var + (double)eps));
+            gn_stats(s, q, count, eps, &mean[b * groups + g], &rstd[b * groups + g]);
         }
 }
 

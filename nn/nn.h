@@ -120,8 +120,9 @@ static inline fs_code nn_oom(const nn_ctx *f) {
  * nn_gn_partials: per-row partial sums of `rows` rows at x (any rows of the
  * strip, [n][rows][w][c]) into part (fs_groupnorm_partials' layout).
  * nn_gn_finish: own_part holds the partials of this strip's own rows (in
- * row order); gathers every strip's (fixed global order) and folds them into
- * mean and rstd [n][groups]. */
+ * row order); sums every strip's exactly across ranks (fixed-point, so the
+ * same bits for any split: comm.h's fs_comm_sum_rows_exact) and folds the
+ * totals into mean and rstd [n][groups]. */
 void nn_gn_partials(nn_ctx *f, const float *x, int rows, int w, int c, int groups,
                     double *part);
 fs_code nn_gn_finish(nn_ctx *f, const nn_level *lv, const double *own_part, int c, int groups,
@@ -186,12 +187,12 @@ fs_code nn_blur(nn_ctx *f, const fs_blur_desc *d, const float *g, const float *x
 /* fs_blur_fft in place on whole maps x [n][h][w][c] (every rank the same). */
 fs_code nn_blur_fft(nn_ctx *f, float *x, int h, int w, int c, float sigma);
 /* sum[m] = the per-row partials own_part ([own rows][m], this strip's rows
- * of level lv) of all strips, added in global row order (row 0 first): the
- * same bits for any split. */
+ * of level lv) of all strips, summed exactly (fs_comm_sum_rows_exact: one
+ * all-reduce of m * 7 int64): the same bits for any split. */
 fs_code nn_sum_rows(nn_ctx *f, const nn_level *lv, const double *own_part, size_t m,
                     double *sum);
 /* FreeU's Fourier filter (kernels.h) with scale s on this strip's own rows
- * x [n][rows][w][c], in place: per-row partials, summed in global row order,
+ * x [n][rows][w][c], in place: per-row partials, summed exactly across ranks,
  * applied per item. */
 fs_code nn_freeu_filter(nn_ctx *f, const nn_level *lv, float *x, int c, float s);
 /* x[p][ch] *= b for ch < first, p < pixels (rows of c floats). */

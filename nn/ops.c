@@ -7,6 +7,7 @@
  * the scratch bytes its op would take from the arena on top of what is in
  * use. In the real pass it calls the kernel on the forward's one arena. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -170,26 +171,19 @@ void nn_gn_partials(nn_ctx *f, const float *x, int rows, int w, int c, int group
 
 fs_code nn_gn_finish(nn_ctx *f, const nn_level *lv, const double *own_part, int c, int groups,
                      float eps, float *mean, float *rstd) {
-    const size_t m = (size_t)f->n * groups * 2; /* partials per row */
-    size_t mark = nn_mark(f);
-    const double *all = own_part;
-    double *gathered = NULL;
-    if (lv->plan->parts > 1) {
-        gathered = nn_take(f, (size_t)lv->h * m * sizeof(double));
-        if (!gathered) return nn_oom(f);
-        all = gathered;
-    }
-    fs_code rc = FS_OK;
-    if (!f->dry && f->gpu) {
-        rc = nn_gpu_gn_finish(f, lv, own_part, c, groups, eps, mean, rstd);
-    } else if (!f->dry) {
-        nn_prof_time t0 = nn_prof_t(f);
-        if (gathered)
-            rc = fs_comm_allgather_row_partials(f->comm, lv->plan, own_part, m, gathered, f->err);
-        if (rc == FS_OK) fs_groupnorm_finish(all, lv->h, f->n, lv->w, c, groups, eps, mean, rstd);
-        nn_prof_add(f, t0, PK_GN, 0, "stats c=%d", c);
-    }
-    nn_reset(f, mark);
+    if (f->dry) return FS_OK;
+    if (f->gpu) return nn_gpu_gn_finish(f, lv, own_part, c, groups, eps, mean, rstd);
+    /* the totals by exact (order-free) sums: one all-reduce of a few kB, the
+     * same bits for any split (comm.h, fs_comm_sum_rows_exact) */
+    const size_t m = (size_t)f->n * groups * 2;
+    double *sums = malloc(m * sizeof(double));
+    if (!sums) return fs_fail(f->err, FS_ERR_NOMEM, "%s: GroupNorm statistics", f->what);
+    nn_prof_time t0 = nn_prof_t(f);
+    fs_code rc = fs_comm_sum_rows_exact(lv->plan->parts > 1 ? f->comm : NULL, lv->plan, own_part,
+                                        m, sums, f->err);
+    if (rc == FS_OK) fs_groupnorm_finish_sums(sums, lv->h, f->n, lv->w, c, groups, eps, mean, rstd);
+    nn_prof_add(f, t0, PK_GN, 0, "stats c=%d", c);
+    free(sums);
     return rc;
 }
 

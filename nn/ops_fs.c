@@ -1,6 +1,6 @@
 /* nn/ops_fs.c: the strip ops FreeScale adds (nn.h, "FreeScale"): the
  * fusion blur on a halo buffer or on the whole gathered map (FFT), per-row
- * partials summed in global row order, FreeU's Fourier filter on strips and
+ * partials summed exactly across ranks, FreeU's Fourier filter on strips and
  * the backbone scaling of the first channels.
  *
  * As nn/ops.c: in the sizing pass a helper only records the scratch its op
@@ -50,31 +50,13 @@ fs_code nn_blur_fft(nn_ctx *f, float *x, int h, int w, int c, float sigma) {
 
 fs_code nn_sum_rows(nn_ctx *f, const nn_level *lv, const double *own_part, size_t m,
                     double *sum) {
-    size_t mark = nn_mark(f);
-    const double *all = own_part;
-    double *gathered = NULL;
-    if (lv->plan->parts > 1) {
-        gathered = nn_take(f, (size_t)lv->h * m * sizeof(double));
-        if (!gathered) return nn_oom(f);
-        all = gathered;
-    }
-    fs_code rc = FS_OK;
-    if (!f->dry) {
-        nn_prof_time t0 = nn_prof_t(f);
-        if (gathered)
-            rc = fs_comm_allgather_row_partials(f->comm, lv->plan, own_part, m, gathered, f->err);
-        if (rc == FS_OK) {
-            /* row 0, then rows 1 .. h-1 added in global order (as
-             * fs_comm_sum_rows): the same additions whatever the split */
-            memcpy(sum, all, m * sizeof(double));
-            for (int y = 1; y < lv->h; y++) {
-                const double *r = all + (size_t)y * m;
-                for (size_t j = 0; j < m; j++) sum[j] += r[j];
-            }
-        }
-        nn_prof_add(f, t0, PK_MOVE, 0, "sum rows m=%zu", m);
-    }
-    nn_reset(f, mark);
+    if (f->dry) return FS_OK;
+    nn_prof_time t0 = nn_prof_t(f);
+    /* exact (order-free) sums: one all-reduce of m * 7 int64, the same bits
+     * for any split (comm.h, fs_comm_sum_rows_exact) */
+    fs_code rc = fs_comm_sum_rows_exact(lv->plan->parts > 1 ? f->comm : NULL, lv->plan, own_part,
+                                        m, sum, f->err);
+    nn_prof_add(f, t0, PK_MOVE, 0, "sum rows m=%zu", m);
     return rc;
 }
 

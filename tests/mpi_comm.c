@@ -282,6 +282,91 @@ static void test_sum_rows(int h, int align, size_t m)
     free(gathered);
 }
 
+/* Exact sums: the result is a function of the values alone (every rank
+ * computes the expected bits from all rows, in another order), within
+ * 1e-15 of the long double sum of their magnitudes, exact under
+ * cancellation, and a bad value on one rank fails every rank. */
+static double exact_of(const double *v, size_t count, size_t stride, int reverse)
+{
+    int64_t acc[FS_EXACT_LIMBS] = {0};
+    for (size_t i = 0; i < count; i++)
+        CHECK(fs_exact_add(acc, v[(reverse ? count - 1 - i : i) * stride]) == 0, "value %g",
+              v[i * stride]);
+    double out = 0;
+    CHECK(fs_exact_value(acc, &out) == 0, "exact value out of range");
+    return out;
+}
+
+static void test_sum_rows_exact(int h, int align, size_t m)
+{
+    fs_strip_plan p;
+    fs_error err = {0};
+    if (fs_strip_plan_make(h, size, align, &p, &err) != FS_OK)
+        return;
+    double *rows = malloc((size_t)h * m * sizeof(double));
+    for (int y = 0; y < h; y++)
+        for (size_t j = 0; j < m; j++)
+            rows[(size_t)y * m + j] = (double)fs_rng_normal(seed, 902, (uint64_t)y * m + j) *
+                                      pow(10.0, (double)((y * 7 + (int)j) % 17) - 8.0);
+    double *sum = malloc(m * sizeof(double));
+    fs_comm_traffic_reset(comm);
+    CHECK(fs_comm_sum_rows_exact(comm, &p, rows + (size_t)p.row0[rank] * m, m, sum, &err) ==
+              FS_OK, "%s", err.msg);
+    int same = 1;
+    double worst = 0;
+    for (size_t j = 0; j < m; j++) {
+        double want = exact_of(rows + j, (size_t)h, m, j % 2);
+        same &= memcmp(&want, &sum[j], sizeof want) == 0;
+        long double ld = 0, mag = 0;
+        for (int y = 0; y < h; y++) {
+            ld += rows[(size_t)y * m + j];
+            mag += fabsl((long double)rows[(size_t)y * m + j]);
+        }
+        double e = (double)(fabsl(ld - sum[j]) / (mag > 0 ? mag : 1));
+        if (e > worst) worst = e;
+    }
+    CHECK(same, "exact row sums h %d m %zu differ from the all-rows exact sum", h, m);
+    CHECK(worst < 1e-15, "exact row sum off the long double sum by %g", worst);
+    fs_traffic t[FS_TRAFFIC_KINDS];
+    fs_comm_traffic(comm, t);
+    if (size > 1)
+        CHECK(t[FS_TRAFFIC_REDUCE].bytes_sent >= m * FS_EXACT_LIMBS * 8 &&
+                  t[FS_TRAFFIC_REDUCE].bytes_sent < m * FS_EXACT_LIMBS * 8 + 64,
+              "exact sum sent %llu bytes for %zu values",
+              (unsigned long long)t[FS_TRAFFIC_REDUCE].bytes_sent, m);
+    free(rows);
+    free(sum);
+}
+
+static void test_exact_edges(void)
+{
+    /* cancellation: a double sum in this order gives 0, the exact one 1 */
+    const double c[3] = {1e20, 1.0, -1e20};
+    CHECK(exact_of(c, 3, 1, 0) == 1.0 && exact_of(c, 3, 1, 1) == 1.0, "1e20 + 1 - 1e20 = %g",
+          exact_of(c, 3, 1, 0));
+    /* the doubles nearest -0.1, -0.2 and 0.3 add up to exactly -2^-55 */
+    const double neg[3] = {-0.1, -0.2, 0.3};
+    CHECK(exact_of(neg, 3, 1, 0) == -0x1p-55, "-0.1 - 0.2 + 0.3 = %a", exact_of(neg, 3, 1, 0));
+    int64_t acc[FS_EXACT_LIMBS] = {0};
+    CHECK(fs_exact_add(acc, 1e34) == -1 && fs_exact_add(acc, NAN) == -1 &&
+              fs_exact_add(acc, INFINITY) == -1, "out-of-range values must be refused");
+    double tiny = 0x1p-100, v = 0;
+    memset(acc, 0, sizeof acc);
+    CHECK(fs_exact_add(acc, tiny) == 0 && fs_exact_value(acc, &v) == 0 && v == tiny,
+          "2^-100 kept exactly (%g)", v);
+    /* a NaN in the last rank's rows: every rank fails, none waits */
+    fs_strip_plan p;
+    fs_error err = {0};
+    if (fs_strip_plan_make(2 * size, size, 1, &p, &err) != FS_OK)
+        return;
+    double own[2 * 3] = {1, 2, 3, 4, 5, 6}, sum[3];
+    if (rank == size - 1)
+        own[4] = NAN;
+    fs_code rc = fs_comm_sum_rows_exact(comm, &p, own, 3, sum, &err);
+    CHECK(rc == FS_ERR_RANGE, "a NaN on rank %d must fail rank %d too (%d: %s)", size - 1, rank,
+          rc, err.msg);
+}
+
 /* ---------------------------------------------------------------- misc */
 
 static void test_bcast_and_errors(void)
@@ -350,6 +435,10 @@ int main(int argc, char **argv)
     test_sum_rows(29, 1, 6);
     test_sum_rows(64, 4, 96);
     test_sum_rows(size, 1, 1);
+    test_sum_rows_exact(29, 1, 6);
+    test_sum_rows_exact(64, 4, 96);
+    test_sum_rows_exact(size, 1, 1);
+    test_exact_edges();
 
     test_bcast_and_errors();
 

@@ -12,9 +12,9 @@
  *
  * The Fourier filter of the skip is exact on strips: four DFT coefficients
  * per channel (kernels.h, fs_freeu_row_coeffs) as per-row partials, summed
- * over all rows in global row order (nn_freeu_filter), then applied to the
- * own rows: bit-identical for any split, and traffic of 64 bytes per channel
- * and row instead of an all-to-all FFT. */
+ * exactly over all rows (nn_freeu_filter: fixed-point sums, one all-reduce
+ * of 448 bytes per channel and item), then applied to the own rows:
+ * bit-identical for any split, instead of an all-to-all FFT. */
 #include "unet/forward.h"
 
 int fwd_freeu_which(const fs_unet_config *cfg, int up_block, int resnet) {

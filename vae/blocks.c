@@ -7,7 +7,7 @@
  *
  * Exactness: a conv output row is computed by the same fixed-shape GEMM
  * tiles (kernels/conv2d.c) whatever band or strip asks for it, GroupNorm
- * partial sums are per global row and folded in global row order, and
+ * partial sums are per global row and summed exactly (fixed point), and
  * attention's products sit on global token tiles: every scheme and every
  * rank split gives the same bits. */
 #include <stddef.h>

@@ -9,7 +9,7 @@
  *
  * Distribution: like the UNet, every rank holds its row strip at every
  * resolution; 3x3 convs take halo rows from the neighbours, GroupNorm
- * statistics are summed over all strips in a fixed global order, and the
+ * statistics are summed over all strips exactly (fixed point), and the
  * mid-block attention all-gathers the normed tokens (K and V of every token
  * on every rank). Any rank count gives the same bits as one rank.
  *
