@@ -238,20 +238,26 @@ static void test_gathers(int h, int align, int n, size_t re)
 
 /* ---------------------------------------------------------------- reductions */
 
-static void test_sum_rows(int h, int align, size_t m)
+/* h rows of m partials spanning many magnitudes, so a different order of
+ * additions would round differently (malloc'ed). */
+static double *spread_rows(int h, size_t m)
 {
-    fs_strip_plan p;
-    fs_error err = {0};
-    if (fs_strip_plan_make(h, size, align, &p, &err) != FS_OK)
-        return;
-    /* Partials spanning many magnitudes, so a different order of additions
-     * would round differently. */
     double *rows = malloc((size_t)h * m * sizeof(double));
     for (int y = 0; y < h; y++)
         for (size_t j = 0; j < m; j++)
             rows[(size_t)y * m + j] = (double)fs_rng_normal(seed, 900, (uint64_t)y * m + j) *
                                       pow(10.0, (double)((y * 5 + (int)j) % 13) - 6.0) +
                                       (double)fs_rng_normal(seed, 901, (uint64_t)y * m + j) * 1e-9;
+    return rows;
+}
+
+static void test_sum_rows(int h, int align, size_t m)
+{
+    fs_strip_plan p;
+    fs_error err = {0};
+    if (fs_strip_plan_make(h, size, align, &p, &err) != FS_OK)
+        return;
+    double *rows = spread_rows(h, m);
     double *serial = malloc(m * sizeof(double)), *sum = malloc(m * sizeof(double));
     for (size_t j = 0; j < m; j++) {
         serial[j] = rows[j];
@@ -303,11 +309,7 @@ static void test_sum_rows_exact(int h, int align, size_t m)
     fs_error err = {0};
     if (fs_strip_plan_make(h, size, align, &p, &err) != FS_OK)
         return;
-    double *rows = malloc((size_t)h * m * sizeof(double));
-    for (int y = 0; y < h; y++)
-        for (size_t j = 0; j < m; j++)
-            rows[(size_t)y * m + j] = (double)fs_rng_normal(seed, 902, (uint64_t)y * m + j) *
-                                      pow(10.0, (double)((y * 7 + (int)j) % 17) - 8.0);
+    double *rows = spread_rows(h, m);
     double *sum = malloc(m * sizeof(double));
     fs_comm_traffic_reset(comm);
     CHECK(fs_comm_sum_rows_exact(comm, &p, rows + (size_t)p.row0[rank] * m, m, sum, &err) ==
