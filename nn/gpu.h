@@ -7,6 +7,10 @@
 
 /* After a failure (f->err->code set) every GPU helper returns at once, so
  * f->err keeps the first failure's message. */
+/* nn/ops.c: GroupNorm's mean and rstd from this strip's per-row partials,
+ * all on the host (the CPU pass, and the GPU pass after its download). */
+fs_code nn_gn_fold(nn_ctx *f, const nn_level *lv, const double *own_part, int c, int groups,
+                   float eps, float *mean, float *rstd);
 void nn_gpu_gn_partials(nn_ctx *f, const float *x, int rows, int w, int c, int groups,
                         double *part);
 fs_code nn_gpu_gn_finish(nn_ctx *f, const nn_level *lv, const double *own_part, int c,

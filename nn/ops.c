@@ -169,21 +169,27 @@ void nn_gn_partials(nn_ctx *f, const float *x, int rows, int w, int c, int group
     nn_prof_add(f, t0, PK_GN, 0, "partials c=%d", c);
 }
 
-fs_code nn_gn_finish(nn_ctx *f, const nn_level *lv, const double *own_part, int c, int groups,
-                     float eps, float *mean, float *rstd) {
-    if (f->dry) return FS_OK;
-    if (f->gpu) return nn_gpu_gn_finish(f, lv, own_part, c, groups, eps, mean, rstd);
+fs_code nn_gn_fold(nn_ctx *f, const nn_level *lv, const double *own_part, int c, int groups,
+                   float eps, float *mean, float *rstd) {
     /* the totals by exact (order-free) sums: one all-reduce of a few kB, the
      * same bits for any split (comm.h, fs_comm_sum_rows_exact) */
     const size_t m = (size_t)f->n * groups * 2;
     double *sums = malloc(m * sizeof(double));
     if (!sums) return fs_fail(f->err, FS_ERR_NOMEM, "%s: GroupNorm statistics", f->what);
-    nn_prof_time t0 = nn_prof_t(f);
     fs_code rc = fs_comm_sum_rows_exact(lv->plan->parts > 1 ? f->comm : NULL, lv->plan, own_part,
                                         m, sums, f->err);
     if (rc == FS_OK) fs_groupnorm_finish_sums(sums, lv->h, f->n, lv->w, c, groups, eps, mean, rstd);
-    nn_prof_add(f, t0, PK_GN, 0, "stats c=%d", c);
     free(sums);
+    return rc;
+}
+
+fs_code nn_gn_finish(nn_ctx *f, const nn_level *lv, const double *own_part, int c, int groups,
+                     float eps, float *mean, float *rstd) {
+    if (f->dry) return FS_OK;
+    if (f->gpu) return nn_gpu_gn_finish(f, lv, own_part, c, groups, eps, mean, rstd);
+    nn_prof_time t0 = nn_prof_t(f);
+    fs_code rc = nn_gn_fold(f, lv, own_part, c, groups, eps, mean, rstd);
+    nn_prof_add(f, t0, PK_GN, 0, "stats c=%d", c);
     return rc;
 }
 

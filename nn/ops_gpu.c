@@ -20,30 +20,22 @@ void nn_gpu_gn_partials(nn_ctx *f, const float *x, int rows, int w, int c, int g
     fs_cuda_groupnorm_partials(f->gpu, x, f->n, rows, w, c, groups, part, f->err);
 }
 
-/* The partials come to the host (per row, so a few kB), are summed exactly
- * across ranks there (fs_comm_sum_rows_exact, as on the CPU), folded by
- * fs_groupnorm_finish_sums and go back as mean / rstd. */
+/* The partials come to the host (per row, so a few kB), are folded there
+ * exactly as on the CPU (nn_gn_fold) and go back as mean / rstd. */
 fs_code nn_gpu_gn_finish(nn_ctx *f, const nn_level *lv, const double *own_part, int c,
                          int groups, float eps, float *mean, float *rstd) {
     if (f->err && f->err->code) return f->err->code;
     const size_t m = (size_t)f->n * groups * 2;
     const size_t stats = (size_t)f->n * groups;
     double *own = host_alloc(f, (size_t)lv->rows * m * sizeof(double));
-    double *sums = own ? host_alloc(f, m * sizeof(double)) : NULL;
-    float *hm = sums ? host_alloc(f, 2 * stats * sizeof(float)) : NULL;
+    float *hm = own ? host_alloc(f, 2 * stats * sizeof(float)) : NULL;
     fs_code rc = hm ? FS_OK : FS_ERR_NOMEM;
     if (!rc) rc = fs_cuda_download(f->gpu, own, own_part, (size_t)lv->rows * m * sizeof(double),
                                    f->err);
-    if (!rc)
-        rc = fs_comm_sum_rows_exact(lv->plan->parts > 1 ? f->comm : NULL, lv->plan, own, m, sums,
-                                    f->err);
-    if (!rc) {
-        fs_groupnorm_finish_sums(sums, lv->h, f->n, lv->w, c, groups, eps, hm, hm + stats);
-        rc = fs_cuda_upload(f->gpu, mean, hm, stats * sizeof(float), f->err);
-        if (!rc) rc = fs_cuda_upload(f->gpu, rstd, hm + stats, stats * sizeof(float), f->err);
-    }
+    if (!rc) rc = nn_gn_fold(f, lv, own, c, groups, eps, hm, hm + stats);
+    if (!rc) rc = fs_cuda_upload(f->gpu, mean, hm, stats * sizeof(float), f->err);
+    if (!rc) rc = fs_cuda_upload(f->gpu, rstd, hm + stats, stats * sizeof(float), f->err);
     free(own);
-    free(sums);
     free(hm);
     return rc;
 }

@@ -16,64 +16,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "io/io.h"
-#include "unet/unet.h"
-#include "check.h"
+#include "unet_golden.h"
 
 #define TOL 1e-4
-
-/* ---------------------------------------------------------------- trace */
-
-enum { MAX_BLOCKS = 16 };
-typedef struct {
-    int count;
-    char name[MAX_BLOCKS][32];
-    float *data[MAX_BLOCKS];
-    size_t numel[MAX_BLOCKS];
-} blocks;
-
-static void on_block(void *user, const char *name, const float *x, int n, int rows, int w,
-                     int c) {
-    blocks *b = user;
-    if (b->count >= MAX_BLOCKS) return;
-    int i = b->count++;
-    snprintf(b->name[i], sizeof b->name[i], "%s", name);
-    b->numel[i] = (size_t)n * rows * w * c;
-    b->data[i] = malloc(b->numel[i] * sizeof(float));
-    memcpy(b->data[i], x, b->numel[i] * sizeof(float));
-}
-
-static void blocks_free(blocks *b) {
-    for (int i = 0; i < b->count; i++) free(b->data[i]);
-    b->count = 0;
-}
-
-/* ---------------------------------------------------------------- helpers */
-
-static double rel_l2(const float *a, const float *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - (double)ref[i];
-        num += d * d;
-        den += (double)ref[i] * ref[i];
-    }
-    if (!(num == num)) return INFINITY;
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-
-/* A tensor of io.safetensors as floats (malloc'ed), or NULL with a failed check. */
-static float *io_tensor(const fs_safetensors *io, const char *name, const fs_st_tensor **info) {
-    const fs_st_tensor *t = fs_safetensors_find(io, name);
-    CHECK(t != NULL, "io.safetensors has no tensor %s", name);
-    if (!t) return NULL;
-    float *v = malloc((t->numel ? t->numel : 1) * sizeof(float));
-    fs_error err = {0};
-    fs_code rc = fs_safetensors_read_f32(io, t, v, &err);
-    CHECK(rc == FS_OK, "%s: %s", name, err.msg);
-    if (rc) { free(v); return NULL; }
-    if (info) *info = t;
-    return v;
-}
 
 static int exists(const char *path) {
     struct stat st;
