@@ -4,7 +4,8 @@
  * sample; or bicubic on the latent), the job's input image and mask.
  * The bicubic resize reads rows around each output row, so the previous
  * stage's image is all-gathered first (every rank then holds it whole: the
- * memory cost is one RGB float image of the previous stage per rank). */
+ * memory cost is one RGB float image of the previous stage per rank).
+ * In a dry run (the plan) every buffer is counted, nothing is computed. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,47 +15,25 @@
 
 #define TAG_IMAGE 701
 
-fs_code render_vae(render_run *r, fs_vae **vae) {
-    if (!r->vae) {
-        fs_code rc = fs_models_vae(r->models, &r->vae, r->err);
-        if (rc) return rc;
-        const fs_vae_config *vc = &fs_vae_get_info(r->vae)->config;
-        if (vc->levels != 4 || vc->latent_channels != 4)
-            return fs_fail(r->err, FS_ERR_UNSUPPORTED, "render: the VAE must scale by 8 with 4 "
-                           "latent channels (it has %d levels, %d channels)", vc->levels,
-                           vc->latent_channels);
-    }
-    *vae = r->vae;
-    return FS_OK;
-}
-
-fs_vae_opts render_vae_opts(const fs_job *job) {
-    fs_vae_opts o;
-    memset(&o, 0, sizeof o);
-    o.tiled = job->vae_tiling;
-    o.force_scheme = -1;
-    return o;
-}
-
-/* The same strip cut in pixel rows (x 8). */
-static fs_strip_plan *pixel_plan(const fs_strip_plan *lat, fs_error *err) {
+/* The same strip cut in pixel rows (x f, the VAE's factor). */
+static fs_strip_plan *pixel_plan(const fs_strip_plan *lat, int f, fs_error *err) {
     fs_strip_plan *p = calloc(1, sizeof *p);
     if (!p) { fs_fail(err, FS_ERR_NOMEM, "render: out of memory"); return NULL; }
-    p->h = lat->h * 8, p->parts = lat->parts, p->align = lat->align * 8;
-    for (int i = 0; i <= lat->parts; i++) p->row0[i] = lat->row0[i] * 8;
+    p->h = lat->h * f, p->parts = lat->parts, p->align = lat->align * f;
+    for (int i = 0; i <= lat->parts; i++) p->row0[i] = lat->row0[i] * f;
     return p;
 }
 
 /* Every rank gets the whole map [h][row_elems] from the strips. */
 static fs_code gather_all(render_run *r, const fs_strip_plan *plan, const float *own, float *full,
                           size_t row_elems) {
+    if (r->dry) return FS_OK;
     if (r->size == 1) {
         memcpy(full, own, sizeof(float) * (size_t)plan->h * row_elems);
         return FS_OK;
     }
     return fs_comm_allgather_rows(r->comm, plan, own, full, 1, row_elems, r->err);
 }
-
 /* Rank 0 hands its own rows to on_rows, then every other rank's in order. */
 static fs_code collect_rows(render_run *r, const fs_strip_plan *px, int width,
                             const uint8_t *mine) {
@@ -84,6 +63,7 @@ static fs_code collect_rows(render_run *r, const fs_strip_plan *px, int width,
 
 static fs_code emit_image(render_run *r, int stage, const fs_strip_plan *px, int width,
                           int height, const float *img) {
+    if (r->dry) return FS_OK;
     const fs_render_hooks *hk = r->hooks;
     size_t n = (size_t)fs_strip_rows(px, r->rank) * width * 3;
     uint8_t *u8 = malloc(n ? n : 1);
@@ -104,29 +84,29 @@ static fs_code emit_image(render_run *r, int stage, const fs_strip_plan *px, int
 
 fs_code render_decode(render_run *r, const stage_map *m, float **img_out, int emit) {
     if (img_out) *img_out = NULL;
-    fs_vae *vae = NULL;
-    fs_code rc = render_vae(r, &vae);
-    int rows = stage_rows(r, m);
-    size_t lat = (size_t)rows * m->w * 4, pix = (size_t)64 * rows * m->w * 3;
-    float *z = rc ? NULL : fs_alloc(sizeof(float) * (lat ? lat : 1));
-    float *img = rc ? NULL : fs_alloc(sizeof(float) * (pix ? pix : 1));
-    fs_strip_plan *px = rc ? NULL : pixel_plan(m->plan, r->err);
-    if (!rc && (!z || !img || !px))
-        rc = fs_fail(r->err, FS_ERR_NOMEM, "render: out of memory for stage %d's image strip "
-                     "(%zu MB)", m->stage, pix * 4 >> 20);
+    fs_code rc = run_vae_load(r);
+    int rows = stage_rows(r, m), f = r->den.vae_factor;
+    size_t lat = (size_t)rows * m->w * r->den.latent_channels;
+    size_t pix = (size_t)f * f * rows * m->w * 3;
+    float *z = rc ? NULL : run_floats(r, lat);
+    float *img = rc || !z ? NULL : run_floats(r, pix);
+    fs_strip_plan *px = rc || !img ? NULL : pixel_plan(m->plan, f, r->err);
+    if (!rc && !px) {
+        fs_error_prefix(r->err, "stage %d's image strip (%zu MB): ", m->stage, pix * 4 >> 20);
+        rc = r->err->code;
+    }
     rc = render_agree(r, rc);
     if (!rc) {
-        fs_vae_unscale(&fs_vae_get_info(vae)->config, m->x, z, lat);
-        fs_vae_opts o = render_vae_opts(r->job);
-        rc = render_agree(r, fs_vae_decode(vae, r->comm, m->plan, m->h, m->w, 1, z, img, &o,
-                                           r->err));
+        if (!r->dry) fs_vae_unscale(&fs_vae_get_info(r->vae)->config, m->x, z, lat);
+        rc = render_agree(r, run_vae_decode(r, m, z, img));
     }
-    if (!rc && r->hooks && r->hooks->on_image)
-        r->hooks->on_image(r->hooks->user, m->stage, img, px->row0[r->rank], 8 * rows, 8 * m->h,
-                           8 * m->w);
-    if (!rc && emit) rc = emit_image(r, m->stage, px, 8 * m->w, 8 * m->h, img);
+    if (!rc && !r->dry && r->hooks && r->hooks->on_image)
+        r->hooks->on_image(r->hooks->user, m->stage, img, px->row0[r->rank], f * rows, f * m->h,
+                           f * m->w);
+    if (!rc && emit) rc = emit_image(r, m->stage, px, f * m->w, f * m->h, img);
+    run_free(r, z);
     if (!rc && img_out) *img_out = img, img = NULL;
-    fs_free(z), fs_free(img), free(px);
+    run_free(r, img), free(px);
     return rc;
 }
 
@@ -141,84 +121,73 @@ static void resize_rows(const float *full, int in_h, int in_w, int c, int out_h,
 
 /* moments -> latent sample of the own rows (stream of `stage`). */
 static fs_code encode_sample(render_run *r, const stage_map *m, const float *img, float *z) {
-    fs_vae *vae = NULL;
-    fs_code rc = render_vae(r, &vae);
+    fs_code rc = run_vae_load(r);
     int rows = stage_rows(r, m);
-    float *mom = rc ? NULL : fs_alloc(sizeof(float) * ((size_t)rows * m->w * 8 + 1));
-    if (!rc && !mom) rc = fs_fail(r->err, FS_ERR_NOMEM, "render: out of memory for moments");
+    float *mom = rc ? NULL : run_floats(r, (size_t)rows * m->w * 2 * r->den.latent_channels + 1);
+    if (!rc && !mom) rc = r->err->code;
     rc = render_agree(r, rc);
-    if (!rc) {
-        fs_vae_opts o = render_vae_opts(r->job);
-        rc = render_agree(r, fs_vae_encode(vae, r->comm, m->plan, m->h, m->w, 1, img, mom, &o,
-                                           r->err));
-    }
-    if (!rc)
-        fs_vae_sample(&fs_vae_get_info(vae)->config, 1, m->h, m->w, m->plan->row0[r->rank], rows,
-                      mom, NULL, r->job->seed, FS_STREAM_POSTERIOR(m->stage), z);
-    fs_free(mom);
+    if (!rc) rc = render_agree(r, run_vae_encode(r, m, img, mom));
+    if (!rc && !r->dry)
+        fs_vae_sample(&fs_vae_get_info(r->vae)->config, 1, m->h, m->w, m->plan->row0[r->rank],
+                      rows, mom, NULL, r->job->seed, FS_STREAM_POSTERIOR(m->stage), z);
+    run_free(r, mom);
     return rc;
 }
 
 fs_code render_upsample(render_run *r, const stage_map *prev, const float *img,
                         const stage_map *next, float **z_out) {
     *z_out = NULL;
-    int rows = stage_rows(r, next);
-    float *z = fs_alloc(sizeof(float) * ((size_t)rows * next->w * 4 + 1));
-    fs_code rc = z ? FS_OK : fs_fail(r->err, FS_ERR_NOMEM, "render: out of memory");
+    int rows = stage_rows(r, next), f = r->den.vae_factor, c = r->den.latent_channels;
+    float *z = run_floats(r, (size_t)rows * next->w * c + 1);
+    fs_code rc = z ? FS_OK : r->err->code;
     float *full = NULL, *own_img = NULL, *mine = NULL;
     if (!rc && r->job->upsample_latent) {
-        full = fs_alloc(sizeof(float) * (size_t)prev->h * prev->w * 4);
-        rc = full ? gather_all(r, prev->plan, prev->x, full, (size_t)prev->w * 4)
-                  : fs_fail(r->err, FS_ERR_NOMEM, "render: out of memory");
-        if (!rc) resize_rows(full, prev->h, prev->w, 4, next->h, next->w,
-                             next->plan->row0[r->rank], rows, z);
+        full = run_floats(r, (size_t)prev->h * prev->w * c);
+        rc = full ? gather_all(r, prev->plan, prev->x, full, (size_t)prev->w * c) : r->err->code;
+        if (!rc && !r->dry)
+            resize_rows(full, prev->h, prev->w, c, next->h, next->w, next->plan->row0[r->rank],
+                        rows, z);
         rc = render_agree(r, rc);
     } else if (!rc) {
         if (!img) {
             rc = render_decode(r, prev, &own_img, 0);
             img = own_img;
         }
-        fs_strip_plan *px = rc ? NULL : pixel_plan(prev->plan, r->err);
-        size_t ph = (size_t)8 * prev->h, pw = (size_t)8 * prev->w;
-        if (!rc) full = fs_alloc(sizeof(float) * ph * pw * 3);
-        mine = rc ? NULL : fs_alloc(sizeof(float) * ((size_t)64 * rows * next->w * 3 + 1));
-        if (!rc && (!px || !full || !mine))
-            rc = fs_fail(r->err, FS_ERR_NOMEM, "render: out of memory for the %zux%zu image of "
-                         "stage %d", pw, ph, prev->stage);
+        fs_strip_plan *px = rc ? NULL : pixel_plan(prev->plan, f, r->err);
+        size_t ph = (size_t)f * prev->h, pw = (size_t)f * prev->w;
+        if (!rc && px) full = run_floats(r, ph * pw * 3);
+        if (!rc && full) mine = run_floats(r, (size_t)f * f * rows * next->w * 3 + 1);
+        if (!rc && (!px || !full || !mine)) {
+            fs_error_prefix(r->err, "the %zux%zu image of stage %d: ", pw, ph, prev->stage);
+            rc = r->err->code;
+        }
         rc = render_agree(r, rc);
         if (!rc) rc = render_agree(r, gather_all(r, px, img, full, pw * 3));
         free(px);
         if (!rc) {
-            resize_rows(full, (int)ph, (int)pw, 3, 8 * next->h, 8 * next->w,
-                        8 * next->plan->row0[r->rank], 8 * rows, mine);
-            fs_free(full), full = NULL;
+            if (!r->dry)
+                resize_rows(full, (int)ph, (int)pw, 3, f * next->h, f * next->w,
+                            f * next->plan->row0[r->rank], f * rows, mine);
+            run_free(r, full), full = NULL;
             rc = encode_sample(r, next, mine, z);
         }
     }
-    fs_free(full), fs_free(own_img), fs_free(mine);
-    if (rc) fs_free(z);
+    run_free(r, full), run_free(r, own_img), run_free(r, mine);
+    if (rc) run_free(r, z);
     else *z_out = z;
     return rc;
 }
 
 fs_code render_input_image(render_run *r, stage_map *m) {
-    uint8_t *px = NULL;
-    int W = 0, H = 0;
-    fs_code rc = fs_png_read(r->job->input_image, 3, 0, &px, &W, &H, r->err);
-    if (!rc && (W != 8 * m->w || H != 8 * m->h))
-        rc = fs_fail(r->err, FS_ERR_INVALID, "input_image %s is %dx%d but stage 0 is %dx%d: "
-                     "make the first stage the image's size", r->job->input_image, W, H,
-                     8 * m->w, 8 * m->h);
-    int rows = stage_rows(r, m);
-    size_t n = (size_t)64 * rows * m->w * 3;
-    float *img = rc ? NULL : fs_alloc(sizeof(float) * (n + 1));
-    if (!rc && !img) rc = fs_fail(r->err, FS_ERR_NOMEM, "render: out of memory");
-    if (!rc)
-        fs_image_from_u8(px + (size_t)8 * m->plan->row0[r->rank] * W * 3, n, img);
-    free(px);
+    int rows = stage_rows(r, m), f = r->den.vae_factor;
+    size_t n = (size_t)f * f * rows * m->w * 3;
+    float *img = run_floats(r, n + 1);
+    fs_code rc = img ? FS_OK : r->err->code;
+    /* rank 0 read the file and handed every rank its rows (worker/inputs.c) */
+    if (!rc && !r->dry) fs_image_from_u8(r->inputs.image, n, img);
     rc = render_agree(r, rc);
     if (!rc) rc = encode_sample(r, m, img, m->x);
-    fs_free(img);
+    run_free(r, img);
     return rc;
 }
 
@@ -234,20 +203,19 @@ static int nearest(int dst, int in, int out) {
 fs_code render_mask(render_run *r, const stage_map *m, float **mask_out) {
     *mask_out = NULL;
     if (!r->job->mask[0]) return FS_OK;
-    uint8_t *px = NULL;
-    int W = 0, H = 0;
-    fs_code rc = fs_png_read(r->job->mask, 1, 0, &px, &W, &H, r->err);
     int rows = stage_rows(r, m), row0 = m->plan->row0[r->rank];
-    float *mask = rc ? NULL : fs_alloc(sizeof(float) * ((size_t)rows * m->w + 1));
-    if (!rc && !mask) rc = fs_fail(r->err, FS_ERR_NOMEM, "render: out of memory");
-    /* nonzero is inside (the official process_image_to_bitensor), then nearest */
-    for (int y = 0; !rc && y < rows; y++)
+    float *mask = run_floats(r, (size_t)rows * m->w + 1);
+    fs_code rc = mask ? FS_OK : r->err->code;
+    /* nonzero is inside (the official process_image_to_bitensor), then
+     * nearest; the mask's pixels were read once on rank 0 and broadcast */
+    const fs_job_inputs *in = &r->inputs;
+    for (int y = 0; !rc && !r->dry && y < rows; y++)
         for (int x = 0; x < m->w; x++)
             mask[(size_t)y * m->w + x] =
-                px[(size_t)nearest(row0 + y, H, m->h) * W + nearest(x, W, m->w)] ? 1.0f : 0.0f;
-    free(px);
+                in->mask[(size_t)nearest(row0 + y, in->mask_h, m->h) * in->mask_w +
+                         nearest(x, in->mask_w, m->w)] ? 1.0f : 0.0f;
     rc = render_agree(r, rc);
-    if (rc) fs_free(mask);
+    if (rc) run_free(r, mask);
     else *mask_out = mask;
     return rc;
 }

@@ -20,6 +20,7 @@ struct fs_models {
     fs_unet *unet;
     fs_vae *vae;
     int unet_loaded, vae_loaded, text_loaded;
+    fs_denoiser_desc den;     /* from the configurations, at open */
 };
 
 fs_unet_config fs_models_embedded_unet_config(void) {
@@ -57,6 +58,41 @@ static int is_dir(const char *p) {
     return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
 }
 
+/* The denoiser description from the networks' configurations (the embedded
+ * default's, or the ones fs_models_open bound), after checking that they fit
+ * together. */
+static fs_code describe(fs_models *m, fs_error *err) {
+    fs_unet_config uc;
+    fs_vae_config vc;
+    fs_clip_config cl;
+    if (fs_models_embedded(m)) {
+        uc = fs_models_embedded_unet_config();
+        vc = fs_models_embedded_vae_config();
+        cl = fs_models_embedded_clip_config(0);
+    } else {
+        uc = fs_unet_get_info(m->unet)->config;
+        vc = fs_vae_get_info(m->vae)->config;
+        cl = fs_clip_get_info(m->clip_l)->config;
+    }
+    if (uc.in_channels != vc.latent_channels || uc.out_channels != vc.latent_channels)
+        return fs_fail(err, FS_ERR_UNSUPPORTED, "%s: the UNet takes %d and gives %d channels "
+                       "(its config) but the VAE's latent has %d (its config)", m->describe,
+                       uc.in_channels, uc.out_channels, vc.latent_channels);
+    if (vc.levels != 4)
+        return fs_fail(err, FS_ERR_UNSUPPORTED, "%s: the VAE scales by %d (%d levels); only 8 "
+                       "(4 levels) is supported: job sizes are multiples of 64 for it",
+                       m->describe, 1 << (vc.levels - 1), vc.levels);
+    fs_denoiser_desc *d = &m->den;
+    d->latent_channels = vc.latent_channels;
+    d->vae_factor = 1 << (vc.levels - 1);
+    d->row_align = 1 << (uc.levels - 1);
+    d->token_window = cl.positions;
+    d->context_dim = uc.context_dim;
+    d->adm_in = uc.adm_in_channels;
+    d->prediction = FS_PREDICT_EPSILON;
+    return FS_OK;
+}
+
 fs_code fs_models_open(const char *path, fs_dtype precision, fs_models **out, fs_error *err) {
     *out = NULL;
     if (precision != FS_DTYPE_F32 && precision != FS_DTYPE_F16 && precision != FS_DTYPE_BF16)
@@ -81,8 +117,15 @@ fs_code fs_models_open(const char *path, fs_dtype precision, fs_models **out, fs
         snprintf(m->describe, sizeof m->describe, "%s (%s)", path,
                  m->is_dir ? "diffusers folder" : "single file");
     }
+    if (!rc) rc = describe(m, err);
     if (rc) { fs_models_free(m); return rc; }
     *out = m;
+    return FS_OK;
+}
+
+fs_code fs_models_denoiser(const fs_models *m, fs_denoiser_desc *d, fs_error *err) {
+    (void)err;
+    *d = m->den;
     return FS_OK;
 }
 

@@ -1,57 +1,83 @@
-/* worker/render.c: one render on every rank: the conditioning, then each
- * stage (worker/stage.c) with the moves between stages and the images
- * (worker/images.c). Exactness: every rank computes the conditioning itself
+/* worker/render.c: a render as an explicit state, advanced one step at a
+ * time: the conditioning and stage 0's starting latent when it begins, then
+ * each call either one sampler step, or one stage change (decode, upsample,
+ * re-noise: worker/images.c, worker/stage.c), or the final decode.
+ * fs_worker_render is the loop over it; fs_worker_plan (worker/plan.c) runs
+ * the same loop dry. Exactness: every rank computes the conditioning itself
  * from the same ids (same bits), the sampler is elementwise, the networks
- * are exact across splits, and every random number is keyed by global index. */
+ * are exact across splits, and every random number is keyed by global index,
+ * so a state carries everything the continuation reads except what is
+ * recomputed from the job (conditioning, the stage's noise, the mask). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "worker/render_internal.h"
 
-fs_code render_agree(render_run *r, fs_code rc) {
-    int failed = rc != FS_OK;
-    fs_error e2 = {0};
-    if (fs_comm_allreduce_max_int(r->comm, &failed, &e2))
-        return rc ? rc : fs_fail(r->err, e2.code, "%s", e2.msg);
-    if (failed && !rc)
-        return fs_fail(r->err, FS_ERR_COMM, "render stopped: another rank failed (its message "
-                       "is in its own output)");
-    return rc;
-}
+#define F(n) ((size_t)(n) * sizeof(float))
+static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
 
-fs_code render_progress(render_run *r, const char *phase, int stage, int step, int steps) {
-    int s = 0;
-    const fs_render_hooks *hk = r->hooks;
-    if (r->rank == 0 && hk && hk->on_progress)
-        s = hk->on_progress(hk->user, phase, stage, r->job->n_stages, step, steps) != 0;
-    fs_code rc = r->comm ? fs_comm_bcast(r->comm, &s, sizeof s, 0, r->err) : FS_OK;
-    r->stop = r->stop || s;
-    return rc;
-}
+struct fs_render {
+    render_run run;
+    fs_render_stats st;
+    int step;                    /* the next sampler step of run.cur.stage */
+    int done;                    /* the final image is out */
+    double t_stages;
+};
 
-fs_code stage_map_make(render_run *r, int stage, int width, int height, stage_map *m) {
-    memset(m, 0, sizeof *m);
-    m->stage = stage, m->h = height / 8, m->w = width / 8;
-    m->plan = calloc(1, sizeof *m->plan);
-    if (!m->plan) return fs_fail(r->err, FS_ERR_NOMEM, "render: out of memory");
-    fs_code rc = render_strip_plan(m->h, r->size, fs_unet_get_info(r->unet)->config.levels,
-                                   m->plan, r->err);
-    if (rc) {
-        fs_error_prefix(r->err, "stage %d (%dx%d) on %d ranks: ", stage, width, height, r->size);
-        return rc;
+/* ---------------------------------------------------------------- conditioning */
+
+/* Prompt chunks as fs_sdxl_condition_text makes them: the longest of both
+ * tokenizers' windows of the prompt and (when there is one) the negative. */
+static fs_code prompt_chunks(const fs_job *job, const fs_tokenizer *tl, const fs_tokenizer *tg,
+                             int *chunks, fs_error *err) {
+    *chunks = 1;
+    const char *text[2] = {job->prompt, job->negative_prompt};
+    for (int i = 0; i < (job->negative_prompt[0] ? 4 : 2); i++) {
+        int32_t *ids = NULL;
+        int k = 0;
+        fs_code rc = fs_tokenize_chunks(i % 2 ? tg : tl, i % 2 ? FS_TOK_OPENCLIP : FS_TOK_CLIP_L,
+                                        text[i / 2], &ids, &k, err);
+        free(ids);
+        if (rc) return rc;
+        if (k > *chunks) *chunks = k;
     }
-    size_t n = (size_t)stage_rows(r, m) * m->w * 4;
-    m->x = fs_alloc(sizeof(float) * (n ? n : 1));
-    return m->x ? FS_OK : fs_fail(r->err, FS_ERR_NOMEM, "render: out of memory for the latent");
+    return FS_OK;
 }
 
-void stage_map_free(stage_map *m) {
-    fs_free(m->x);
-    free(m->plan);
-    memset(m, 0, sizeof *m);
+/* Dry: the text phase's figures (text/sdxl_text.c, text/clip.c hold the
+ * conditioning, then per branch both encoders' outputs and one encoder's
+ * activations at a time), and the weights of every network as held (f32:
+ * rounded to the job's precision in place). */
+static fs_code condition_dry(render_run *r) {
+    const fs_clip *cl, *cg;
+    const fs_unet *u;
+    const fs_vae *v;
+    const fs_tokenizer *tl, *tg;
+    fs_job_plan *jp = r->plan;
+    fs_code rc = fs_models_shapes(r->models, &cl, &cg, &u, &v, &tl, &tg, r->err);
+    if (!rc) rc = prompt_chunks(r->job, tl, tg, &r->chunks, r->err);
+    if (rc) return rc;
+    jp->chunks = r->chunks;
+    jp->text_params = fs_clip_get_info(cl)->params + fs_clip_get_info(cg)->params;
+    jp->unet_params = fs_unet_get_info(u)->params;
+    jp->vae_params = fs_vae_get_info(v)->params;
+    jp->text_weight_bytes = F(jp->text_params);
+    jp->unet_weight_bytes = F(jp->unet_params);
+    jp->vae_weight_bytes = F(jp->vae_params);
+    const fs_clip_config *ccl = &fs_clip_get_info(cl)->config;
+    const fs_clip_config *ccg = &fs_clip_get_info(cg)->config;
+    int k = r->chunks;
+    jp->cond_bytes = F(2 * fs_sdxl_context_floats(cl, cg, k) + 2 * fs_sdxl_y_floats(cg));
+    size_t outs = F((size_t)k * ccl->positions * ccl->width +
+                    (size_t)k * ccg->positions * ccg->width + (size_t)k * ccg->projection);
+    jp->text_act_bytes = outs + max_sz(fs_clip_encode_bytes(cl, k), fs_clip_encode_bytes(cg, k));
+    jp->peak_text = jp->text_weight_bytes + jp->cond_bytes + jp->text_act_bytes;
+    run_hold(r, jp->cond_bytes);   /* kept through the stages */
+    return FS_OK;
 }
 
 static fs_code condition(render_run *r) {
+    if (r->dry) return condition_dry(r);
     const fs_job *job = r->job;
     fs_clip *cl, *cg;
     fs_tokenizer *tl, *tg;
@@ -69,113 +95,218 @@ static fs_code condition(render_run *r) {
     return rc;
 }
 
-static void report_latent(render_run *r, const stage_map *m) {
-    if (r->hooks && r->hooks->on_latent)
+/* ---------------------------------------------------------------- stages */
+
+static void report_latent(render_run *r) {
+    const stage_map *m = &r->cur;
+    if (!r->dry && r->hooks && r->hooks->on_latent)
         r->hooks->on_latent(r->hooks->user, m->stage, m->x, m->plan->row0[r->rank],
                             stage_rows(r, m), m->h, m->w);
 }
 
-/* Per-stage time and peaks: a stage's peaks count from its start. */
-static void stage_begin(render_run *r) {
-    r->stage_t0 = fs_now();
-    fs_mem_reset_peak();
-    r->rss_resettable = fs_mem_reset_peak_rss() == 0;
-}
-static void stage_end(render_run *r, int s) {
-    r->stats->stage_seconds[s] = fs_now() - r->stage_t0;
-    r->stats->stage_peak_alloc[s] = fs_mem_peak();
-    r->stats->stage_peak_rss[s] = r->rss_resettable ? fs_mem_peak_rss() : 0;
-}
+static int n_stages(const fs_job *job) { return job->n_stages > 0 ? job->n_stages : 1; }
+static int first_step(const fs_job *job, int stage) { return stage > 0 ? job->restart_step : 0; }
 
-/* Stage 0, then every later stage from the one before. */
-static fs_code run_stages(render_run *r) {
+/* Stage 0's starting latent: the seeded noise (or the job's noise file), or
+ * the job's input image encoded (then stage 0 has no steps to run). */
+static fs_code enter_stage0(fs_render *R) {
+    render_run *r = &R->run;
     const fs_job *job = r->job;
-    int ns = job->n_stages > 0 ? job->n_stages : 1;
-    stage_map cur, next;
-    memset(&next, 0, sizeof next);
     int w0, h0;
     render_stage_size(job, 0, &w0, &h0);
-    fs_code rc = stage_map_make(r, 0, w0, h0, &cur);
-    r->base_h = cur.h, r->base_w = cur.w;
-    stage_begin(r);
+    fs_code rc = stage_map_make(r, 0, w0, h0, &r->cur);
+    r->base_h = r->cur.h, r->base_w = r->cur.w;
+    run_window_begin(r);
     rc = render_agree(r, rc);
-    if (!rc && job->input_image[0]) rc = render_input_image(r, &cur);
-    else if (!rc) rc = stage_denoise(r, &cur, NULL, NULL);
-    if (!rc && !r->stop) report_latent(r, &cur);
-    if (ns > 1) stage_end(r, 0);
-    for (int s = 1; !rc && !r->stop && s < ns; s++) {
-        float *img = NULL, *z = NULL, *mask = NULL;
-        /* the previous stage's image: needed for RGB upsampling, and for its PNG */
-        int emit = job->stage_outputs;
-        if (emit || !job->upsample_latent) rc = render_decode(r, &cur, &img, emit);
-        stage_begin(r);   /* the previous image was that stage's output */
-        int ws, hs;
-        render_stage_size(job, s, &ws, &hs);
-        if (!rc) rc = stage_map_make(r, s, ws, hs, &next);
-        rc = render_agree(r, rc);
-        if (!rc) rc = render_upsample(r, &cur, img, &next, &z);
-        fs_free(img);
-        if (!rc) rc = render_progress(r, "upsample", s, 1, 1);
-        if (!rc) rc = render_mask(r, &next, &mask);
-        if (!rc && !r->stop) rc = stage_denoise(r, &next, z, mask);
-        fs_free(z), fs_free(mask);
-        stage_map_free(&cur);
-        cur = next;
-        memset(&next, 0, sizeof next);
-        if (!rc && !r->stop) report_latent(r, &cur);
-        if (s < ns - 1) stage_end(r, s);
+    if (!rc) rc = inputs_read(r, &r->cur);
+    if (!rc && job->input_image[0]) {
+        run_phase(r, RUN_PHASE_VAE, 0);
+        R->step = job->steps;
+        rc = render_input_image(r, &r->cur);
+    } else if (!rc) {
+        run_phase(r, RUN_PHASE_UNET, 0);
+        R->step = 0;
+        rc = render_agree(r, stage_initial_noise(r));
     }
-    /* the UNet's weights go before the last decode */
-    fs_models_drop_unet(r->models);
-    r->unet = NULL;
-    if (!rc && !r->stop) rc = render_decode(r, &cur, NULL, 1);
-    stage_end(r, ns - 1);
-    stage_map_free(&cur);
-    stage_map_free(&next);
     return rc;
+}
+
+/* The current stage's loop is over: its working set goes, its latent is reported. */
+static void leave_loop(fs_render *R) {
+    render_run *r = &R->run;
+    stage_work_free(r);
+    run_free(r, r->z);
+    r->z = NULL;
+    if (!r->stop) report_latent(r);
+    if (r->cur.stage < n_stages(r->job) - 1) run_window_end(r, r->cur.stage);
+}
+
+/* From the finished stage s to stage s + 1: the previous image (for RGB
+ * upsampling and for its PNG), the upsampled clean latent z, the stage's
+ * noise and mask, and x noised to the restart step. */
+static fs_code change_stage(fs_render *R) {
+    render_run *r = &R->run;
+    const fs_job *job = r->job;
+    int s = r->cur.stage + 1;
+    float *img = NULL;
+    fs_code rc = FS_OK;
+    run_phase(r, RUN_PHASE_VAE, s - 1);
+    int emit = job->stage_outputs;
+    if (emit || !job->upsample_latent) rc = render_decode(r, &r->cur, &img, emit);
+    run_phase(r, RUN_PHASE_VAE, s);
+    run_window_begin(r);   /* the previous image was that stage's output */
+    int ws, hs;
+    render_stage_size(job, s, &ws, &hs);
+    stage_map next;
+    memset(&next, 0, sizeof next);
+    if (!rc) rc = stage_map_make(r, s, ws, hs, &next);
+    rc = render_agree(r, rc);
+    if (!rc) rc = render_upsample(r, &r->cur, img, &next, &r->z);
+    run_free(r, img);
+    if (!rc) rc = render_progress(r, "upsample", s, 1, 1);
+    stage_map_free(r, &r->cur);
+    r->cur = next;
+    if (rc || r->stop) return rc;
+    run_phase(r, RUN_PHASE_UNET, s);
+    rc = render_agree(r, stage_work_make(r));
+    if (!rc) stage_restart(r);
+    R->step = first_step(job, s);
+    return rc;
+}
+
+static fs_code finish(fs_render *R) {
+    render_run *r = &R->run;
+    fs_code rc = FS_OK;
+    /* the UNet's weights go before the last decode */
+    run_unet_drop(r);
+    run_phase(r, RUN_PHASE_VAE, r->cur.stage);
+    if (!r->stop) rc = render_decode(r, &r->cur, NULL, 1);
+    run_window_end(r, r->cur.stage);
+    run_phase(r, RUN_PHASE_NONE, 0);
+    if (!rc && !r->stop) rc = render_progress(r, "vae", n_stages(r->job) - 1, 1, 1);
+    R->done = 1;
+    return rc;
+}
+
+/* ---------------------------------------------------------------- the state */
+
+static fs_code begin(fs_render *R) {
+    render_run *r = &R->run;
+    const fs_job *job = r->job;
+    double t0 = fs_now();
+    fs_code rc = fs_models_denoiser(r->models, &r->den, r->err);
+    if (!rc) rc = condition(r);
+    rc = render_agree(r, rc);
+    R->st.seconds_text = fs_now() - t0;
+    if (!rc) rc = render_progress(r, "text", 0, 1, 1);
+    if (!r->dry)   /* before the stages reset them */
+        R->st.peak_alloc = fs_mem_peak(), R->st.peak_rss = fs_mem_peak_rss();
+    R->t_stages = fs_now();
+    if (rc || r->stop) return rc;
+    r->sched = malloc(sizeof *r->sched);
+    rc = r->sched ? fs_schedule_make(job->scheduler, job->steps, r->sched, r->err)
+                  : fs_fail(r->err, FS_ERR_NOMEM, "render: out of memory");
+    if (!rc) rc = run_unet_load(r);
+    rc = render_agree(r, rc);
+    if (!rc) rc = enter_stage0(R);
+    if (!rc && !r->stop && R->step >= job->steps) leave_loop(R);
+    return rc;
+}
+
+fs_code render_open(fs_comm *comm, const fs_job *job, fs_models *models,
+                    const fs_render_hooks *hooks, fs_job_plan *dry_plan, int dry_ranks,
+                    fs_render **out, fs_error *err) {
+    fs_render *R = calloc(1, sizeof *R);
+    *out = R;
+    if (!R) return fs_fail(err, FS_ERR_NOMEM, "render: out of memory");
+    render_run *r = &R->run;
+    r->comm = dry_plan ? NULL : comm, r->job = job, r->models = models, r->hooks = hooks;
+    r->err = err, r->stats = &R->st, r->work.stage = -1;
+    r->dry = dry_plan != NULL, r->plan = dry_plan;
+    r->rank = r->dry ? 0 : fs_comm_rank(comm);
+    r->size = r->dry ? dry_ranks : fs_comm_size(comm);
+    if (!r->dry && comm) fs_comm_traffic_reset(comm);
+    return begin(R);
+}
+
+fs_code fs_render_begin(fs_comm *comm, const fs_job *job, fs_models *models,
+                        const fs_render_hooks *hooks, fs_render **out, fs_error *err) {
+    return render_open(comm, job, models, hooks, NULL, 1, out, err);
+}
+
+int fs_render_finished(const fs_render *R) { return !R || R->done || R->run.stop; }
+
+fs_code fs_render_advance(fs_render *R) {
+    render_run *r = &R->run;
+    const fs_job *job = r->job;
+    if (fs_render_finished(R)) return FS_OK;
+    if (R->step < job->steps) {
+        int s = r->cur.stage, first = first_step(job, s);
+        fs_code rc = render_agree(r, stage_work_make(r));
+        if (!rc) rc = stage_step(r, R->step);
+        if (rc) return rc;
+        R->step++;
+        rc = render_progress(r, "unet", s, R->step - first, job->steps - first);
+        if (!rc && R->step == job->steps) leave_loop(R);
+        return rc;
+    }
+    if (r->cur.stage < n_stages(job) - 1) {
+        fs_code rc = change_stage(R);
+        if (!rc && !r->stop && R->step >= job->steps) leave_loop(R);
+        return rc;
+    }
+    return finish(R);
+}
+
+fs_render_state fs_render_get_state(const fs_render *R) {
+    fs_render_state s;
+    memset(&s, 0, sizeof s);
+    const render_run *r = &R->run;
+    s.stage = r->cur.stage, s.n_stages = n_stages(r->job);
+    s.step = R->step, s.first_step = first_step(r->job, s.stage), s.steps = r->job->steps;
+    s.done = R->done;
+    s.lat_h = r->cur.h, s.lat_w = r->cur.w, s.channels = r->den.latent_channels;
+    if (r->cur.plan) s.row0 = r->cur.plan->row0[r->rank], s.rows = stage_rows(r, &r->cur);
+    s.x = r->dry ? NULL : r->cur.x;
+    s.z = r->dry ? NULL : r->z;
+    return s;
+}
+
+void fs_render_end(fs_render *R, fs_render_stats *stats) {
+    if (!R) return;
+    render_run *r = &R->run;
+    fs_render_stats *st = &R->st;
+    st->seconds_stages = fs_now() - R->t_stages;
+    stage_work_free(r);
+    run_free(r, r->z);
+    stage_map_free(r, &r->cur);
+    if (!r->dry) {
+        fs_models_drop_unet(r->models);
+        fs_models_drop_vae(r->models);
+    }
+    inputs_free(&r->inputs);
+    fs_free(r->context), fs_free(r->y);
+    free(r->sched);
+    st->stopped = r->stop;
+    if (!r->dry) {
+        /* the whole render's peaks: the largest of the text phase's and the stages' */
+        st->peak_alloc = max_sz(st->peak_alloc, fs_mem_peak());
+        st->peak_rss = max_sz(st->peak_rss, fs_mem_peak_rss());
+        for (int s = 0; s < FS_JOB_MAX_STAGES; s++) {
+            st->peak_alloc = max_sz(st->peak_alloc, st->stage_peak_alloc[s]);
+            st->peak_rss = max_sz(st->peak_rss, st->stage_peak_rss[s]);
+        }
+        if (r->comm) fs_comm_traffic(r->comm, st->traffic);
+    }
+    if (stats) *stats = *st;
+    free(R);
 }
 
 fs_code fs_worker_render(fs_comm *comm, const fs_job *job, fs_models *models,
                          const fs_render_hooks *hooks, fs_render_stats *stats, fs_error *err) {
-    fs_render_stats st;
-    memset(&st, 0, sizeof st);
-    if (comm) fs_comm_traffic_reset(comm);
-    render_run r;
-    memset(&r, 0, sizeof r);
-    r.comm = comm, r.job = job, r.models = models, r.hooks = hooks, r.err = err;
-    r.rank = fs_comm_rank(comm), r.size = fs_comm_size(comm);
-    r.stats = &st;
-
-    double t0 = fs_now();
-    fs_code rc = render_agree(&r, condition(&r));
-    st.seconds_text = fs_now() - t0;
-    if (!rc) rc = render_progress(&r, "text", 0, 1, 1);
-    st.peak_alloc = fs_mem_peak(), st.peak_rss = fs_mem_peak_rss();   /* before stages reset them */
-
-    t0 = fs_now();
-    r.sched = malloc(sizeof *r.sched);
-    if (!rc && !r.stop) {
-        rc = r.sched ? fs_schedule_make(job->scheduler, job->steps, r.sched, err)
-                     : fs_fail(err, FS_ERR_NOMEM, "render: out of memory");
-        if (!rc) rc = fs_models_unet(models, &r.unet, err);
-        rc = render_agree(&r, rc);
-        if (!rc) rc = run_stages(&r);
-    }
-    st.seconds_stages = fs_now() - t0;
-    if (!rc && !r.stop) rc = render_progress(&r, "vae", r.job->n_stages - 1, 1, 1);
-    fs_models_drop_unet(models);
-    fs_models_drop_vae(models);
-    fs_free(r.context), fs_free(r.y);
-    free(r.sched);
-    st.stopped = r.stop;
-    /* the whole render's peaks: the largest of the text phase's and the stages' */
-    st.peak_alloc = st.peak_alloc > fs_mem_peak() ? st.peak_alloc : fs_mem_peak();
-    st.peak_rss = st.peak_rss > fs_mem_peak_rss() ? st.peak_rss : fs_mem_peak_rss();
-    for (int s = 0; s < FS_JOB_MAX_STAGES; s++) {
-        if (st.stage_peak_alloc[s] > st.peak_alloc) st.peak_alloc = st.stage_peak_alloc[s];
-        if (st.stage_peak_rss[s] > st.peak_rss) st.peak_rss = st.stage_peak_rss[s];
-    }
-    if (comm) fs_comm_traffic(comm, st.traffic);
-    if (stats) *stats = st;
+    fs_render *R = NULL;
+    fs_code rc = fs_render_begin(comm, job, models, hooks, &R, err);
+    while (!rc && !fs_render_finished(R)) rc = fs_render_advance(R);
+    fs_render_end(R, stats);
     return rc;
 }

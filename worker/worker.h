@@ -38,6 +38,23 @@ fs_code fs_models_unet(fs_models *m, fs_unet **unet, fs_error *err);
 void fs_models_drop_unet(fs_models *m);
 fs_code fs_models_vae(fs_models *m, fs_vae **vae, fs_error *err);
 void fs_models_drop_vae(fs_models *m);
+/* What the render needs to know of the denoiser and its VAE, instead of
+ * SDXL's literals: worked out when the model is opened (the embedded
+ * default: from its configurations), after checking that the networks fit
+ * together (the UNet's in and out channels are the VAE's latent channels; a
+ * VAE that does not scale by 8 is refused: the job sizes assume it). */
+typedef enum { FS_PREDICT_EPSILON = 0 } fs_prediction;
+typedef struct fs_denoiser_desc {
+    int latent_channels;         /* 4 */
+    int vae_factor;              /* pixels per latent pixel: 2^(VAE levels - 1) = 8 */
+    int row_align;               /* latent rows a strip boundary falls on: 2^(UNet levels - 1) */
+    int token_window;            /* tokens per prompt chunk (CLIP positions): 77 */
+    int context_dim;             /* the UNet's cross-attention input width: 2048 */
+    int adm_in;                  /* the added condition y's width: 2816 */
+    fs_prediction prediction;    /* what the UNet predicts (epsilon: SDXL base) */
+} fs_denoiser_desc;
+fs_code fs_models_denoiser(const fs_models *m, fs_denoiser_desc *d, fs_error *err);
+
 /* For planning (worker/plan.c): the networks as fs_models_open bound them
  * (shapes and parameter counts, no weight read) and the tokenizers. The
  * embedded default binds nothing at open: its tiny networks are built here,
@@ -99,15 +116,51 @@ typedef struct fs_render_stats {
     fs_traffic traffic[FS_TRAFFIC_KINDS];
 } fs_render_stats;
 
+/* The whole render: fs_render_begin, fs_render_advance until
+ * fs_render_finished, fs_render_end. */
 fs_code fs_worker_render(fs_comm *comm, const fs_job *job, fs_models *models,
                          const fs_render_hooks *hooks, fs_render_stats *stats, fs_error *err);
 
+/* ---------------------------------------------------------------- render state
+ * A render in progress on this rank, advanced one unit at a time. Its state
+ * is everything the continuation reads that cannot be recomputed from the
+ * job: where it stands (stage, step) and the rank's strip of the stage's
+ * latent x, plus, in a later stage's loop, the upsampled clean latent z the
+ * detail blend pulls toward. The conditioning, the stage's noise (Philox
+ * keys: seed, stream, global index) and the mask are deterministic and are
+ * rebuilt from the job. A checkpoint is this state written out. */
+typedef struct fs_render fs_render;
+typedef struct fs_render_state {
+    int stage, n_stages;
+    int step;                    /* the next sampler step of the stage; == steps: its loop
+                                    is over (the next advance changes stage or decodes) */
+    int first_step, steps;       /* the stage's loop runs first_step .. steps - 1 */
+    int done;                    /* the final image is out */
+    int lat_h, lat_w, channels;  /* the stage's latent */
+    int row0, rows;              /* this rank's strip of it */
+    const float *x;              /* [rows][lat_w][channels] */
+    const float *z;              /* the same shape, or NULL (stage 0, or the loop is over) */
+} fs_render_state;
+
+/* Collective, like fs_worker_render: the conditioning, the UNet, and stage
+ * 0's starting latent. *out is set even on failure (fs_render_end frees it). */
+fs_code fs_render_begin(fs_comm *comm, const fs_job *job, fs_models *models,
+                        const fs_render_hooks *hooks, fs_render **out, fs_error *err);
+/* One sampler step; or, when the stage's loop is over, one stage change
+ * (decode, upsample, re-noise) or the final decode. Collective. */
+fs_code fs_render_advance(fs_render *r);
+/* Done, or stopped by on_progress. */
+int fs_render_finished(const fs_render *r);
+fs_render_state fs_render_get_state(const fs_render *r);
+/* Frees everything; the stats (may be NULL) of the render so far. */
+void fs_render_end(fs_render *r, fs_render_stats *stats);
+
 /* ---------------------------------------------------------------- plan
  * What a render of a job holds on each of `ranks` CPU ranks, worked out on
- * one process before any work (worker/plan.c): the networks' shapes only
- * (fs_models_shapes), the UNet's and the VAE's sizing passes with the
- * settings the render uses at every step (worker/stage.c, worker/images.c),
- * and the buffers the render's code holds around them, in its order. Every
+ * one process before any work (worker/plan.c): the render's own loop run
+ * dry, on the networks' shapes only (fs_models_shapes): every buffer it
+ * would hold is counted instead of allocated, every network call is that
+ * network's sizing pass with the settings of the step. Every
  * figure is the largest strip's (strip 0: the first strips get the extra
  * rows). Bytes are buffers (fs_alloc) as fs_render_stats counts them; the
  * weights are held as f32 whatever the job's precision (they are rounded to
@@ -125,12 +178,9 @@ typedef struct fs_stage_plan {
     size_t unet_act_bytes;       /* UNet forward arena, the largest over the stage's steps */
     double unet_flops;           /* FLOPs of one evaluation on the largest strip (largest step) */
     double stage_flops;          /* of all the stage's evaluations, this strip */
-    size_t latent_bytes;         /* the loop's own buffers: latent, UNet batch in and out,
-                                    noise, upsampled latent, mask, previous stage's latent */
     size_t decode_act_bytes;     /* decode of this stage's latent (its image or the next
                                     stage's input; tiled: one tile and the tile rows) */
     size_t encode_act_bytes;     /* encode of the image upsampled into it (0: none) */
-    size_t image_bytes;          /* image buffers at the stage's largest VAE moment */
     size_t peak_unet;            /* the sampler loop: weights held + buffers + UNet arena */
     size_t peak_vae;             /* the VAE work: the upsample into the stage, its decode */
     size_t peak_window;          /* what fs_render_stats.stage_peak_alloc[stage] measures
