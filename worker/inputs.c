@@ -114,12 +114,13 @@ static fs_code read_noise(render_run *r, const stage_map *m) {
     return render_agree(r, rc);
 }
 
-fs_code inputs_read(render_run *r, const stage_map *m) {
+fs_code inputs_read(render_run *r, const stage_map *m, int stage0_start) {
     if (r->dry) return FS_OK;
     fs_code rc = FS_OK;
     if (r->job->mask[0]) rc = read_mask(r);
-    if (!rc && r->job->input_image[0]) rc = read_image(r, m);
-    if (!rc && r->job->noise[0] && !r->job->input_image[0]) rc = read_noise(r, m);
+    if (!rc && stage0_start && r->job->input_image[0]) rc = read_image(r, m);
+    if (!rc && stage0_start && r->job->noise[0] && !r->job->input_image[0])
+        rc = read_noise(r, m);
     return rc;
 }
 

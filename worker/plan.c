@@ -67,7 +67,7 @@ fs_code fs_worker_plan(const fs_job *job, fs_models *models, int ranks, fs_job_p
     if ((rc = stage_geometry(job, &d, ranks, jp, err))) return rc;
 
     fs_render *R = NULL;
-    rc = render_open(NULL, job, models, NULL, jp, ranks, &R, err);
+    rc = render_open(NULL, job, models, NULL, jp, ranks, NULL, &R, err);
     while (!rc && !fs_render_finished(R)) rc = fs_render_advance(R);
     fs_render_end(R, NULL);
     if (rc) {

@@ -118,7 +118,7 @@ static fs_code enter_stage0(fs_render *R) {
     r->base_h = r->cur.h, r->base_w = r->cur.w;
     run_window_begin(r);
     rc = render_agree(r, rc);
-    if (!rc) rc = inputs_read(r, &r->cur);
+    if (!rc) rc = inputs_read(r, &r->cur, 1);
     if (!rc && job->input_image[0]) {
         run_phase(r, RUN_PHASE_VAE, 0);
         R->step = job->steps;
@@ -190,7 +190,10 @@ static fs_code finish(fs_render *R) {
 
 /* ---------------------------------------------------------------- the state */
 
-static fs_code begin(fs_render *R) {
+/* Where the state comes from: stage 0's start, or a state handed back. */
+static fs_code enter_resumed(fs_render *R, const fs_render_state *from);
+
+static fs_code begin(fs_render *R, const fs_render_state *from) {
     render_run *r = &R->run;
     const fs_job *job = r->job;
     double t0 = fs_now();
@@ -208,14 +211,75 @@ static fs_code begin(fs_render *R) {
                   : fs_fail(r->err, FS_ERR_NOMEM, "render: out of memory");
     if (!rc) rc = run_unet_load(r);
     rc = render_agree(r, rc);
-    if (!rc) rc = enter_stage0(R);
-    if (!rc && !r->stop && R->step >= job->steps) leave_loop(R);
+    if (!rc) rc = from ? enter_resumed(R, from) : enter_stage0(R);
+    if (!rc && !r->stop && !from && R->step >= job->steps) leave_loop(R);
+    return rc;
+}
+
+/* A state is this job's, at this rank count: the stage's latent size and
+ * this rank's strip of it. */
+static fs_code check_resumable(render_run *r, const fs_render_state *st) {
+    const fs_job *job = r->job;
+    int ns = n_stages(job), w, h;
+    if (st->n_stages != ns || st->stage < 0 || st->stage >= ns || st->steps != job->steps)
+        return fs_fail(r->err, FS_ERR_INVALID, "resume: the state is at stage %d of %d with %d "
+                       "steps; this job has %d stage(s) of %d steps", st->stage, st->n_stages,
+                       st->steps, ns, job->steps);
+    if (st->done) return fs_fail(r->err, FS_ERR_INVALID, "resume: the render is already done");
+    render_stage_size(job, st->stage, &w, &h);
+    int lh = h / r->den.vae_factor, lw = w / r->den.vae_factor;
+    if (st->lat_h != lh || st->lat_w != lw || st->channels != r->den.latent_channels)
+        return fs_fail(r->err, FS_ERR_INVALID, "resume: the state's latent is %dx%dx%d; stage %d "
+                       "of this job is %dx%dx%d", st->lat_h, st->lat_w, st->channels, st->stage,
+                       lh, lw, r->den.latent_channels);
+    int first = first_step(job, st->stage);
+    if (st->step < first || st->step > job->steps)
+        return fs_fail(r->err, FS_ERR_INVALID, "resume: step %d is outside stage %d's loop "
+                       "(%d .. %d)", st->step, st->stage, first, job->steps);
+    if (st->stage > 0 && st->step < job->steps && !st->z)
+        return fs_fail(r->err, FS_ERR_INVALID, "resume: stage %d at step %d needs its clean "
+                       "latent z", st->stage, st->step);
+    if (!st->x) return fs_fail(r->err, FS_ERR_INVALID, "resume: the state has no latent");
+    return FS_OK;
+}
+
+static fs_code enter_resumed(fs_render *R, const fs_render_state *from) {
+    render_run *r = &R->run;
+    const fs_job *job = r->job;
+    int w0, h0, ws, hs;
+    render_stage_size(job, 0, &w0, &h0);
+    r->base_h = h0 / r->den.vae_factor, r->base_w = w0 / r->den.vae_factor;
+    fs_code rc = check_resumable(r, from);
+    if (!rc) {
+        render_stage_size(job, from->stage, &ws, &hs);
+        rc = stage_map_make(r, from->stage, ws, hs, &r->cur);
+    }
+    if (!rc && (from->row0 != r->cur.plan->row0[r->rank] || from->rows != stage_rows(r, &r->cur)))
+        rc = fs_fail(r->err, FS_ERR_INVALID, "resume: the state holds latent rows %d .. %d; this "
+                     "rank's strip is %d .. %d", from->row0, from->row0 + from->rows,
+                     r->cur.plan->row0[r->rank], r->cur.plan->row0[r->rank] +
+                     stage_rows(r, &r->cur));
+    run_window_begin(r);
+    rc = render_agree(r, rc);
+    size_t n = (size_t)from->rows * from->lat_w * from->channels;
+    if (!rc && !r->dry) memcpy(r->cur.x, from->x, sizeof(float) * n);
+    if (!rc && from->z && from->step < job->steps) {
+        r->z = run_floats(r, n + 1);
+        if (!r->z) rc = r->err->code;
+        else if (!r->dry) memcpy(r->z, from->z, sizeof(float) * n);
+    }
+    /* the mask is rebuilt from the job; the noise file and input image only
+     * fed stage 0's start */
+    if (!rc) rc = render_agree(r, rc);
+    if (!rc && job->mask[0]) rc = inputs_read(r, &r->cur, 0);
+    run_phase(r, RUN_PHASE_UNET, from->stage);
+    R->step = from->step;
     return rc;
 }
 
 fs_code render_open(fs_comm *comm, const fs_job *job, fs_models *models,
                     const fs_render_hooks *hooks, fs_job_plan *dry_plan, int dry_ranks,
-                    fs_render **out, fs_error *err) {
+                    const fs_render_state *from, fs_render **out, fs_error *err) {
     fs_render *R = calloc(1, sizeof *R);
     *out = R;
     if (!R) return fs_fail(err, FS_ERR_NOMEM, "render: out of memory");
@@ -226,12 +290,18 @@ fs_code render_open(fs_comm *comm, const fs_job *job, fs_models *models,
     r->rank = r->dry ? 0 : fs_comm_rank(comm);
     r->size = r->dry ? dry_ranks : fs_comm_size(comm);
     if (!r->dry && comm) fs_comm_traffic_reset(comm);
-    return begin(R);
+    return begin(R, from);
 }
 
 fs_code fs_render_begin(fs_comm *comm, const fs_job *job, fs_models *models,
                         const fs_render_hooks *hooks, fs_render **out, fs_error *err) {
-    return render_open(comm, job, models, hooks, NULL, 1, out, err);
+    return render_open(comm, job, models, hooks, NULL, 1, NULL, out, err);
+}
+
+fs_code fs_render_resume(fs_comm *comm, const fs_job *job, fs_models *models,
+                         const fs_render_hooks *hooks, const fs_render_state *from,
+                         fs_render **out, fs_error *err) {
+    return render_open(comm, job, models, hooks, NULL, 1, from, out, err);
 }
 
 int fs_render_finished(const fs_render *R) { return !R || R->done || R->run.stop; }

@@ -109,10 +109,11 @@ fs_unet_freescale render_unet_settings(const fs_job *job, int stage, int i, int 
 fs_vae_opts render_vae_opts(const fs_job *job);
 
 /* ---- worker/render.c: a render (dry_plan NULL) or its dry run on strip 0
- * of dry_ranks, filling dry_plan's figures. */
+ * of dry_ranks, filling dry_plan's figures; from stage 0's start, or from a
+ * state (from, not NULL). */
 fs_code render_open(fs_comm *comm, const fs_job *job, fs_models *models,
                     const fs_render_hooks *hooks, fs_job_plan *dry_plan, int dry_ranks,
-                    fs_render **out, fs_error *err);
+                    const fs_render_state *from, fs_render **out, fs_error *err);
 
 /* ---- worker/run.c */
 /* Buffers of floats: real runs fs_alloc (at least one float); dry runs count
@@ -150,8 +151,9 @@ fs_code run_vae_encode(render_run *r, const stage_map *m, const float *img, floa
 /* ---- worker/inputs.c */
 /* Rank 0 reads the job's input image, mask and noise file (sizes checked
  * from their headers before any decoding) and hands each rank what it
- * needs of them for stage 0's map m; every rank calls it. */
-fs_code inputs_read(render_run *r, const stage_map *m);
+ * needs of them for stage 0's map m (the noise file and the input image
+ * only with stage0_start: they feed nothing else); every rank calls it. */
+fs_code inputs_read(render_run *r, const stage_map *m, int stage0_start);
 void inputs_free(fs_job_inputs *in);
 
 /* ---- worker/stage.c */

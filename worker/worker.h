@@ -146,6 +146,14 @@ typedef struct fs_render_state {
  * 0's starting latent. *out is set even on failure (fs_render_end frees it). */
 fs_code fs_render_begin(fs_comm *comm, const fs_job *job, fs_models *models,
                         const fs_render_hooks *hooks, fs_render **out, fs_error *err);
+/* Collective: a render that goes on from a state fs_render_get_state gave
+ * (a copy of it: x and z are read here) of the same job, model and rank
+ * count; the result is the same bits as an uninterrupted render. A state
+ * that does not fit (another job's stage count or sizes, another strip) is
+ * refused, naming what differs. */
+fs_code fs_render_resume(fs_comm *comm, const fs_job *job, fs_models *models,
+                         const fs_render_hooks *hooks, const fs_render_state *from,
+                         fs_render **out, fs_error *err);
 /* One sampler step; or, when the stage's loop is over, one stage change
  * (decode, upsample, re-noise) or the final decode. Collective. */
 fs_code fs_render_advance(fs_render *r);
