@@ -150,11 +150,18 @@ static void refused(fs_comm *comm, const fs_job *job) {
     float x[4 * 32 * 32] = {0};
     fs_render_state s = {.stage = 1, .n_stages = 2, .step = 2, .first_step = 1, .steps = 4,
                          .lat_h = 32, .lat_w = 32, .channels = 4, .row0 = 0, .rows = 32,
-                         .x = x, .z = x};
+                         .x = x, .z = x, .noise_seed = job->seed,
+                         .noise_stream = 0x101};
     fs_render *r = NULL;
     fs_code rc = fs_render_resume(comm, job, m, NULL, &s, &r, &err);
     CHECK(rc == FS_ERR_INVALID && strstr(err.msg, "resume") && strstr(err.msg, "32x32x4"),
           "a state of another size: %d '%s'", rc, err.msg);
+    fs_render_end(r, NULL);
+    if (rank == 0) printf("refused: %s\n", err.msg);
+    s.lat_h = 32, s.lat_w = 16, s.rows = 0, s.noise_seed = job->seed + 1;
+    rc = fs_render_resume(comm, job, m, NULL, &s, &r, &err);
+    CHECK(rc == FS_ERR_INVALID && strstr(err.msg, "noise keys"),
+          "a state of another seed: %d '%s'", rc, err.msg);
     fs_render_end(r, NULL);
     fs_models_free(m);
     if (rank == 0) printf("refused: %s\n", err.msg);

@@ -240,6 +240,12 @@ static fs_code check_resumable(render_run *r, const fs_render_state *st) {
         return fs_fail(r->err, FS_ERR_INVALID, "resume: stage %d at step %d needs its clean "
                        "latent z", st->stage, st->step);
     if (!st->x) return fs_fail(r->err, FS_ERR_INVALID, "resume: the state has no latent");
+    uint64_t stream = st->stage ? FS_STREAM_STAGE_NOISE(st->stage) : FS_STREAM_NOISE;
+    if (st->noise_seed != job->seed || st->noise_stream != stream)
+        return fs_fail(r->err, FS_ERR_INVALID, "resume: the state's noise keys (seed %llu, "
+                       "stream 0x%llx) are not this job's (seed %llu, stream 0x%llx)",
+                       (unsigned long long)st->noise_seed, (unsigned long long)st->noise_stream,
+                       (unsigned long long)job->seed, (unsigned long long)stream);
     return FS_OK;
 }
 
@@ -339,6 +345,8 @@ fs_render_state fs_render_get_state(const fs_render *R) {
     if (r->cur.plan) s.row0 = r->cur.plan->row0[r->rank], s.rows = stage_rows(r, &r->cur);
     s.x = r->dry ? NULL : r->cur.x;
     s.z = r->dry ? NULL : r->z;
+    s.noise_seed = r->job->seed;
+    s.noise_stream = s.stage ? FS_STREAM_STAGE_NOISE(s.stage) : FS_STREAM_NOISE;
     return s;
 }
 

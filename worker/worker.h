@@ -140,6 +140,9 @@ typedef struct fs_render_state {
     int row0, rows;              /* this rank's strip of it */
     const float *x;              /* [rows][lat_w][channels] */
     const float *z;              /* the same shape, or NULL (stage 0, or the loop is over) */
+    /* the Philox keys of the stage's noise (the detail blend's eps: value of
+     * latent element e = fs_rng_normal(seed, stream, e)); resumes check them */
+    uint64_t noise_seed, noise_stream;
 } fs_render_state;
 
 /* Collective, like fs_worker_render: the conditioning, the UNet, and stage
