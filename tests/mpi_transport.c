@@ -226,7 +226,8 @@ static void test_allgatherv(fs_comm_mem mem, int items)
     /* mine: rows 1.. of items of counts + 2 rows; all: rows 2.. of items of
      * total + 3 rows, so both windows have rows around them that must stay */
     const int my_item = counts[rank] + 2, all_item = total + 3;
-    const size_t my_bytes = (size_t)items * my_item * row, all_bytes = (size_t)items * all_item * row;
+    const size_t my_bytes = (size_t)items * my_item * row;
+    const size_t all_bytes = (size_t)items * all_item * row;
     unsigned char *h = malloc(all_bytes > my_bytes ? all_bytes : my_bytes);
     for (int b = 0; b < items; b++)
         for (int y = 0; y < my_item; y++)
