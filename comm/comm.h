@@ -1,5 +1,11 @@
-/* comm: the only module that talks to other ranks (Open MPI now, NCCL later
- * behind the same calls). It moves bytes; it does not know what they mean.
+/* comm: the only module that talks to other ranks. It moves bytes; it does
+ * not know what they mean.
+ *
+ * Everything here (halo plans, gathers, exact sums, failure agreement,
+ * traffic counters) is written once over a small transport (comm/transport.h:
+ * broadcast, all-reduce of int64, grouped row send/receive, all-gather with
+ * counts), fixed when the comm is made. Open MPI is the transport today
+ * (comm/transport_mpi.c, the only file that calls MPI); NCCL is to be another.
  *
  * Data layout of a strip buffer: [n][rows][row_elems] floats, i.e. NHWC with
  * row_elems = w * c. Rank r owns global rows [plan->row0[r], plan->row0[r+1]). */
@@ -16,8 +22,22 @@ extern "C" {
 
 typedef struct fs_comm fs_comm;
 
-/* Initialises MPI if nobody has (MPI_Init_thread, FUNNELED) and wraps
- * MPI_COMM_WORLD. fs_comm_free finalises MPI only if fs_comm_init started it. */
+/* Where a buffer lives. A device buffer is a pointer of the CUDA context
+ * (kernels/kernels.h, fs_cuda) given as the `stream` of the call that moves
+ * it: its work is ordered on that context's stream. A transport that cannot
+ * reach device memory (MPI) stages exactly the bytes it moves through host
+ * copies. */
+typedef enum { FS_COMM_HOST = 0, FS_COMM_DEVICE = 1 } fs_comm_mem;
+typedef struct fs_comm_buf {
+    void *ptr;
+    fs_comm_mem mem;
+} fs_comm_buf;
+static inline fs_comm_buf fs_comm_host(void *ptr) { return (fs_comm_buf){ptr, FS_COMM_HOST}; }
+static inline fs_comm_buf fs_comm_device(void *ptr) { return (fs_comm_buf){ptr, FS_COMM_DEVICE}; }
+
+/* The MPI transport: initialises MPI if nobody has (MPI_Init_thread,
+ * FUNNELED) and wraps MPI_COMM_WORLD. fs_comm_free finalises MPI only if
+ * fs_comm_init started it. */
 fs_code fs_comm_init(int *argc, char ***argv, fs_comm **out, fs_error *err);
 void fs_comm_free(fs_comm *comm);
 int fs_comm_rank(const fs_comm *comm);
@@ -86,6 +106,11 @@ void fs_comm_traffic_reset(fs_comm *comm);
  * are set to zero. Collective: every rank calls it with the same top/bot. */
 fs_code fs_comm_halo(fs_comm *comm, const fs_strip_plan *plan, float *buf, int n,
                      size_t row_elems, int top, int bot, fs_error *err);
+/* The same on a host or device buffer (stream: the fs_cuda context of a
+ * device buffer, NULL for host). Only the edge rows move: what other ranks
+ * need of this strip and what this rank needs of theirs. */
+fs_code fs_comm_halo_buf(fs_comm *comm, const fs_strip_plan *plan, fs_comm_buf buf, void *stream,
+                         int n, size_t row_elems, int top, int bot, fs_error *err);
 
 /* ---------------------------------------------------------------- gathers
  * own: [n][own rows][row_elems]; full: [n][h][row_elems] on every rank
@@ -94,15 +119,14 @@ fs_code fs_comm_allgather_rows(fs_comm *comm, const fs_strip_plan *plan, const f
                                float *full, int n, size_t row_elems, fs_error *err);
 fs_code fs_comm_gather_rows(fs_comm *comm, const fs_strip_plan *plan, const float *own,
                             float *full, int n, size_t row_elems, int root, fs_error *err);
+/* The all-gather on host or device buffers (both of one kind; stream as for
+ * fs_comm_halo_buf). */
+fs_code fs_comm_allgather_rows_buf(fs_comm *comm, const fs_strip_plan *plan, fs_comm_buf own,
+                                   fs_comm_buf full, void *stream, int n, size_t row_elems,
+                                   fs_error *err);
 
 /* ---------------------------------------------------------------- reductions
- * Fixed global order: own_part holds per-row partials [own rows][m] (doubles);
- * the partials of all h rows are gathered and added in global row order, so
- * the m sums are bit-identical for any rank count. all_rows, if not NULL,
- * receives the gathered [h][m] partials. */
-fs_code fs_comm_sum_rows(fs_comm *comm, const fs_strip_plan *plan, const double *own_part,
-                         size_t m, double *sum, double *all_rows, fs_error *err);
-/* Exact sums (comm/exact_sum.c): every value becomes a fixed-point integer
+ * Exact sums (comm/exact_sum.c): every value becomes a fixed-point integer
  * of FS_EXACT_LIMBS 32-bit limbs (bit 0 weighs 2^-FS_EXACT_BIAS; bits below
  * are dropped toward zero) and integers add associatively, so a sum has the
  * same bits whatever the order and grouping of its terms: across ranks it is
@@ -122,11 +146,6 @@ int fs_exact_value(const int64_t acc[FS_EXACT_LIMBS], double *out);
  * FS_ERR_RANGE names the value that does not fit. */
 fs_code fs_comm_sum_rows_exact(fs_comm *comm, const fs_strip_plan *plan, const double *own_part,
                                size_t m, double *sum, fs_error *err);
-/* Gathers per-row partials [h][m] in global row order on every rank (for
- * callers that fold them themselves, e.g. fs_groupnorm_finish). */
-fs_code fs_comm_allgather_row_partials(fs_comm *comm, const fs_strip_plan *plan,
-                                       const double *own_part, size_t m, double *all_rows,
-                                       fs_error *err);
 
 #ifdef __cplusplus
 }

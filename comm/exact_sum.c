@@ -10,10 +10,13 @@
  * The conversion of one value is deterministic (bits below 2^-112 are
  * dropped toward zero), so the result is a function of the values alone:
  * the same bits for any rank count, and closer to the true sum than a double
- * sum in any fixed order (cancellation loses nothing). */
+ * sum in any fixed order (cancellation loses nothing).
+ *
+ * fs_comm_sum_rows_exact is written over the transport's all-reduce of
+ * int64, with the failure of any rank agreed on by an all-reduce of max. */
 #include <math.h>
 #include <string.h>
-#include "comm/comm.h"
+#include "comm/transport.h"
 
 #define LIMB ((int64_t)1 << 32)
 
@@ -74,4 +77,65 @@ int fs_exact_value(const int64_t in[FS_EXACT_LIMBS], double *out) {
     }
     *out = neg ? -v : v;
     return 0;
+}
+
+fs_code fs_comm_sum_rows_exact(fs_comm *c, const fs_strip_plan *plan, const double *own_part,
+                               size_t m, double *sum, fs_error *err)
+{
+    if (!sum || !plan)
+        return fs_fail(err, FS_ERR_INVALID, "exact row sum: NULL plan or sum");
+    const int parts = plan->parts;
+    if (parts > 1) {
+        fs_code code = fs_comm_check_plan(c, plan, "exact row sum", err);
+        if (code)
+            return code;
+    }
+    const int rank = parts > 1 ? c->rank : 0;
+    const int rows = fs_strip_rows(plan, rank);
+    if (m > SIZE_MAX / sizeof(int64_t) / FS_EXACT_LIMBS / 2)
+        return fs_fail(err, FS_ERR_RANGE, "exact row sum: %zu values", m);
+    const size_t limbs = m * FS_EXACT_LIMBS;
+    int64_t *acc = fs_alloc(2 * limbs * sizeof(int64_t) + 8);
+    if (!acc)
+        return fs_fail(err, FS_ERR_NOMEM, "exact row sum: %zu values", m);
+    memset(acc, 0, limbs * sizeof(int64_t));
+    fs_code code = FS_OK;
+    for (int r = 0; r < rows && !code; r++)
+        for (size_t j = 0; j < m; j++)
+            if (fs_exact_add(acc + j * FS_EXACT_LIMBS, own_part[(size_t)r * m + j])) {
+                code = fs_fail(err, FS_ERR_RANGE,
+                               "exact row sum: value %g (row %d, index %zu) is not finite or "
+                               "not below 2^110", own_part[(size_t)r * m + j],
+                               plan->row0[rank] + r, j);
+                break;
+            }
+    /* every rank reaches the all-reduce, a failed one too (with zeros): the
+     * failure is then agreed on below, nobody is left waiting */
+    int64_t *total = acc + limbs;
+    if (code)
+        memset(acc, 0, limbs * sizeof(int64_t));
+    memcpy(total, acc, limbs * sizeof(int64_t));
+    if (parts > 1) {
+        int bad = code != FS_OK;
+        fs_code rc = c->t->ops->allreduce_i64(c->t, fs_comm_host(total), limbs, FS_REDUCE_SUM,
+                                              NULL, err);
+        if (rc) {
+            fs_free(acc);
+            return rc;
+        }
+        fs_comm_count(c, FS_TRAFFIC_REDUCE, limbs * sizeof(int64_t), limbs * sizeof(int64_t));
+        fs_error local = {0};
+        fs_code agreed = fs_comm_allreduce_max_int(c, &bad, &local);
+        if (!code && agreed)
+            code = fs_fail(err, agreed, "%s", local.msg);
+        else if (!code && bad)
+            code = fs_fail(err, FS_ERR_RANGE, "exact row sum: a value on another rank is not "
+                                              "finite or not below 2^110");
+    }
+    for (size_t j = 0; j < m && !code; j++)
+        if (fs_exact_value(total + j * FS_EXACT_LIMBS, &sum[j]))
+            code = fs_fail(err, FS_ERR_RANGE, "exact row sum: the sum at index %zu reaches 2^110",
+                           j);
+    fs_free(acc);
+    return code;
 }

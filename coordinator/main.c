@@ -32,7 +32,8 @@ static void usage(FILE *f) {
             "  validate JOB.yaml [--set key=value ...]\n"
             "        reads and checks a job file (see jobs/example.yaml) and prints the resolved job\n"
             "  check [--size H] [--channels C] [--dilation D] [--seed S]\n"
-            "        a GroupNorm+SiLU+3x3-conv block on row strips (run it under mpirun),\n"
+            "        a GroupNorm+SiLU+3x3-conv block on row strips (run it under mpirun), with\n"
+            "        the render's exact GroupNorm sums and halos,\n"
             "        compared bit for bit with the whole map; prints time and traffic\n"
             "  version\n"
             "\n"
@@ -88,7 +89,8 @@ static int cmd_check(int argc, char **argv) {
         rc = fs_comm_gather_bytes(comm, line, LINE, lines, 0, &err);
     }
     if (!rc && rank == 0) {
-        printf("check: %d x %d x %d map, batch %d, GroupNorm(32)+SiLU+conv3x3 (dilation %d), "
+        printf("check: %d x %d x %d map, batch %d, GroupNorm(32, exact sums)+SiLU+conv3x3 "
+               "(dilation %d), "
                "%d rank(s), %d thread(s) each\n",
                p.size, p.size, p.channels, p.batch, p.dilation, size, fs_threads_count());
         for (int r = 0; r < size; r++) printf("%s\n", lines + (size_t)r * LINE);

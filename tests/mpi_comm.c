@@ -8,7 +8,10 @@
  *   the neighbouring strips (1-row strips, halo 8), halos wider than the map,
  *   batch 2, one-sided halos, and the exact byte counters it must report;
  * - all-gather and gather of strips, bit for bit;
- * - row sums bit-identical to a serial in-order sum (and the gathered rows);
+ * - exact row sums: bit-identical to the sum of all rows on one rank, within
+ *   1e-15, exact under cancellation, a NaN on one rank failing every rank;
+ * - `freescale check` (fs_worker_check): strips bit-identical to the whole
+ *   map, its GroupNorm statistics by the exact all-reduce, not a gather;
  * - broadcast, and argument errors that return before any traffic.
  * The exit status is non-zero on every rank when any rank failed. */
 #include <math.h>
@@ -18,6 +21,7 @@
 #include <mpi.h>
 
 #include "comm/comm.h"
+#include "worker/worker.h"
 #include "check.h"
 
 static fs_comm *comm;
@@ -251,43 +255,6 @@ static double *spread_rows(int h, size_t m)
     return rows;
 }
 
-static void test_sum_rows(int h, int align, size_t m)
-{
-    fs_strip_plan p;
-    fs_error err = {0};
-    if (fs_strip_plan_make(h, size, align, &p, &err) != FS_OK)
-        return;
-    double *rows = spread_rows(h, m);
-    double *serial = malloc(m * sizeof(double)), *sum = malloc(m * sizeof(double));
-    for (size_t j = 0; j < m; j++) {
-        serial[j] = rows[j];
-        for (int y = 1; y < h; y++)
-            serial[j] += rows[(size_t)y * m + j];
-    }
-    const double *own = rows + (size_t)p.row0[rank] * m;
-    double *gathered = malloc((size_t)h * m * sizeof(double));
-    fs_comm_traffic_reset(comm);
-    CHECK(fs_comm_sum_rows(comm, &p, own, m, sum, gathered, &err) == FS_OK, "%s", err.msg);
-    CHECK(memcmp(sum, serial, m * sizeof(double)) == 0, "sum_rows h %d m %zu not bit-identical",
-          h, m);
-    CHECK(memcmp(gathered, rows, (size_t)h * m * sizeof(double)) == 0, "sum_rows all_rows");
-    memset(sum, 0, m * sizeof(double));
-    CHECK(fs_comm_sum_rows(comm, &p, own, m, sum, NULL, &err) == FS_OK, "%s", err.msg);
-    CHECK(memcmp(sum, serial, m * sizeof(double)) == 0, "sum_rows without all_rows");
-    memset(gathered, 0, (size_t)h * m * sizeof(double));
-    CHECK(fs_comm_allgather_row_partials(comm, &p, own, m, gathered, &err) == FS_OK, "%s",
-          err.msg);
-    CHECK(memcmp(gathered, rows, (size_t)h * m * sizeof(double)) == 0, "row partials gather");
-    fs_traffic t[FS_TRAFFIC_KINDS];
-    fs_comm_traffic(comm, t);
-    CHECK(t[FS_TRAFFIC_REDUCE].calls == 3 && t[FS_TRAFFIC_HALO].calls == 0, "reduce calls %llu",
-          (unsigned long long)t[FS_TRAFFIC_REDUCE].calls);
-    free(rows);
-    free(serial);
-    free(sum);
-    free(gathered);
-}
-
 /* Exact sums: the result is a function of the values alone (every rank
  * computes the expected bits from all rows, in another order), within
  * 1e-15 of the long double sum of their magnitudes, exact under
@@ -369,6 +336,38 @@ static void test_exact_edges(void)
           rc, err.msg);
 }
 
+/* ---------------------------------------------------------------- check */
+
+/* The check command's block: strips equal the whole map bit for bit, and
+ * its statistics travel as the render's do (one exact all-reduce of
+ * n * 32 * 2 sums of FS_EXACT_LIMBS int64, plus the agreement on failure),
+ * with no gather in the strip pass. */
+static void test_worker_check(int s, int channels, int dilation)
+{
+    fs_check_params p = fs_check_default_params();
+    p.size = s;
+    p.channels = channels;
+    p.dilation = dilation;
+    fs_check_report rep;
+    fs_error err = {0};
+    CHECK(fs_worker_check(comm, &p, &rep, &err) == FS_OK, "check: %s", err.msg);
+    CHECK(rep.identical && rep.mismatches == 0, "check %d x %d c%d: %zu values differ", s, s,
+          channels, rep.mismatches);
+    const uint64_t sums = (uint64_t)p.batch * 32 * 2 * FS_EXACT_LIMBS * sizeof(int64_t);
+    const fs_traffic *r = &rep.traffic[FS_TRAFFIC_REDUCE];
+    if (size > 1)
+        CHECK(r->bytes_sent == sums + sizeof(int) && r->bytes_recv == sums + sizeof(int) &&
+                  r->calls == 2, "check reduce traffic: %llu bytes in %llu calls, want %llu in 2",
+              (unsigned long long)r->bytes_sent, (unsigned long long)r->calls,
+              (unsigned long long)(sums + sizeof(int)));
+    else
+        CHECK(r->calls == 0, "check on one rank: %llu reductions", (unsigned long long)r->calls);
+    CHECK(rep.traffic[FS_TRAFFIC_GATHER].calls == 0 && rep.traffic[FS_TRAFFIC_HALO].calls == 1,
+          "check strip pass: %llu gathers, %llu halo exchanges",
+          (unsigned long long)rep.traffic[FS_TRAFFIC_GATHER].calls,
+          (unsigned long long)rep.traffic[FS_TRAFFIC_HALO].calls);
+}
+
 /* ---------------------------------------------------------------- misc */
 
 static void test_bcast_and_errors(void)
@@ -434,13 +433,13 @@ int main(int argc, char **argv)
     test_gathers(37, 4, 2, 5);
     test_gathers(41, 2, 3, 17);
 
-    test_sum_rows(29, 1, 6);
-    test_sum_rows(64, 4, 96);
-    test_sum_rows(size, 1, 1);
     test_sum_rows_exact(29, 1, 6);
     test_sum_rows_exact(64, 4, 96);
     test_sum_rows_exact(size, 1, 1);
     test_exact_edges();
+
+    test_worker_check(12, 64, 1);
+    test_worker_check(2 * size + 1, 32, 3);  /* halos wider than the thinnest strips */
 
     test_bcast_and_errors();
 

@@ -3,11 +3,11 @@
  * For every spatial op of kernels/kernels.h: the global input is built from
  * fs_rng (the same on every rank), the whole-map result is computed on every
  * rank with the fast op (what a 1-rank run computes), then each rank computes
- * its own strip with halos filled by fs_comm_halo (statistics, K/V by the
- * comm gathers), the strips are all-gathered and the result must equal the
- * whole-map result BIT FOR BIT (memcmp). Strip plans use align 1, 2 and 4
- * with uneven strips, and halos wider than a strip (1..2-row strips against
- * dilation 8). Run by ctest at 1..4 ranks; prints the bytes each rank sent
+ * its own strip with halos filled by fs_comm_halo (statistics by the exact
+ * sums, K/V by the comm gathers), the strips are all-gathered and the result
+ * must equal the whole-map result BIT FOR BIT (memcmp). Strip plans use
+ * align 1, 2 and 4 with uneven strips, and halos wider than a strip (1..2-row
+ * strips against dilation 8). Run by ctest at 1..4 ranks; prints the bytes each rank sent
  * per op and traffic kind (the op's own traffic, not the verifying gather).
  * Exit status non-zero on every rank if any rank failed. */
 #include <math.h>
@@ -242,10 +242,16 @@ static void groupnorm_case(int n, int h, int w, int c, int groups, int silu, int
     float mean[256], rstd[256];
     const float eps = 1e-5f;
 
-    double *part = fs_alloc((size_t)h * m * sizeof(double));
+    /* Statistics by exact sums, as the render (nn's GroupNorm): the whole
+     * map's partials summed locally, the strips' across ranks. */
+    double *part = fs_alloc((size_t)h * m * sizeof(double)), sums[512];
     float *whole = floats((size_t)n * h * re);
+    fs_strip_plan one;
+    fs_error err = {0};
+    CHECK(fs_strip_plan_make(h, 1, 1, &one, &err) == FS_OK, "%s", err.msg);
     fs_groupnorm_partials(x, n, h, w, c, groups, part);
-    fs_groupnorm_finish(part, h, n, w, c, groups, eps, mean, rstd);
+    CHECK(fs_comm_sum_rows_exact(NULL, &one, part, m, sums, &err) == FS_OK, "%s", err.msg);
+    fs_groupnorm_finish_sums(sums, h, n, w, c, groups, eps, mean, rstd);
     fs_groupnorm_apply(x, whole, n, h, w, c, groups, mean, rstd, gamma, beta, silu);
 
     double t0 = fs_now();
@@ -254,12 +260,10 @@ static void groupnorm_case(int n, int h, int w, int c, int groups, int silu, int
     float *xs = strip_with_halo(&p, x, n, re, 0, 0);
     double *own_part = fs_alloc((size_t)own * m * sizeof(double));
     fs_groupnorm_partials(xs, n, own, w, c, groups, own_part);
-    memset(part, 0, (size_t)h * m * sizeof(double));
-    fs_error err = {0};
-    CHECK(fs_comm_allgather_row_partials(comm, &p, own_part, m, part, &err) == FS_OK, "%s",
-          err.msg);
+    memset(sums, 0, sizeof sums);
+    CHECK(fs_comm_sum_rows_exact(comm, &p, own_part, m, sums, &err) == FS_OK, "%s", err.msg);
     float smean[256], srstd[256];
-    fs_groupnorm_finish(part, h, n, w, c, groups, eps, smean, srstd);
+    fs_groupnorm_finish_sums(sums, h, n, w, c, groups, eps, smean, srstd);
     CHECK(memcmp(smean, mean, sizeof(float) * (size_t)n * groups) == 0 &&
               memcmp(srstd, rstd, sizeof(float) * (size_t)n * groups) == 0,
           "groupnorm %s: statistics differ from the whole map's", shape);
