@@ -3,7 +3,7 @@
  * which network it is: binding slots to a safetensors file's tensors by name
  * and shape from the header alone, one block for all converted weights, and
  * the parallel conversion to float32 (with fused-tensor slices, transposes
- * and a per-model row hook). The UNet and the text encoders load through it. */
+ * and OIHW convolutions turned OHWI). io/model.c builds on it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,19 +198,34 @@ fs_code fs_wslots_foreach_piece(const fs_wslot *slots, size_t n, fs_wslot_piece_
 
 /* ---------------------------------------------------------------- convert */
 
-typedef struct {
-    const fs_safetensors *st;
-    fs_wslot_rows_fn custom;
-} load_ctx;
+/* dst[j * ld + i] = src[i * cols + j] for i < rows, j < cols. */
+static void transpose(const float *src, size_t rows, size_t cols, float *dst, size_t ld) {
+    for (size_t i = 0; i < rows; i++)
+        for (size_t j = 0; j < cols; j++) dst[j * ld + i] = src[i * cols + j];
+}
 
-/* Rows [r0, r1) of a bound slot to f32, then to their place (as they are,
- * transposed, or through the model's hook). */
+void fs_wslot_arrange(const fs_wslot *s, const float *src, int64_t r0, int64_t r1, float *out) {
+    size_t row = (size_t)row_floats(s), rows = (size_t)(r1 - r0);
+    if (s->kind == FS_WSLOT_TRANSPOSE) {
+        /* file [a][b] -> [b][a]: these rows are columns [r0, r1) of the result */
+        transpose(src, rows, row, out + r0, (size_t)s->shape[0]);
+    } else if (s->kind == FS_WSLOT_CONV_OIHW) {
+        /* an output channel's [I][H*W] becomes [H*W][I] */
+        size_t cin = (size_t)s->shape[1];
+        for (size_t i = 0; i < rows; i++)
+            transpose(src + i * row, cin, row / cin, out + ((size_t)r0 + i) * row, cin);
+    } else {
+        memcpy(out + (size_t)r0 * row, src, rows * row * sizeof(float));
+    }
+}
+
+/* Rows [r0, r1) of a bound slot to f32, then to their place. */
 static fs_code load_piece(void *user, const fs_wslot *s, int64_t r0, int64_t r1, float *tmp,
                           fs_error *err) {
-    const load_ctx *c = user;
+    const fs_safetensors *st = user;
     const fs_st_tensor *t = s->src;
     if (!t) return fs_fail(err, FS_ERR_INVALID, "%s: slot '%s' is not bound",
-                           fs_safetensors_path(c->st), s->name);
+                           fs_safetensors_path(st), s->name);
     size_t row = (size_t)row_floats(s), rows = (size_t)(r1 - r0), n = rows * row;
     const unsigned char *src = (const unsigned char *)t->data +
                                (size_t)(s->src_row0 + r0) * row * fs_dtype_size(t->dtype);
@@ -218,31 +233,22 @@ static fs_code load_piece(void *user, const fs_wslot *s, int64_t r0, int64_t r1,
     float *out = *s->dst;
     fs_code rc = fs_convert_to_f32(direct ? out + (size_t)r0 * row : tmp, src, n, t->dtype, err);
     if (rc) {
-        fs_error_prefix(err, "%s: tensor '%s': ", fs_safetensors_path(c->st), t->name);
+        fs_error_prefix(err, "%s: tensor '%s': ", fs_safetensors_path(st), t->name);
         return rc;
     }
-    if (s->kind == FS_WSLOT_TRANSPOSE) {
-        /* file [a][b] -> [b][a]: these rows are columns [r0, r1) of the result */
-        size_t a = (size_t)s->shape[0];
-        for (size_t i = 0; i < rows; i++)
-            for (size_t j = 0; j < row; j++) out[j * a + (size_t)r0 + i] = tmp[i * row + j];
-    } else if (s->kind == FS_WSLOT_CUSTOM) {
-        if (!c->custom)
-            return fs_fail(err, FS_ERR_INVALID, "%s: slot '%s' needs a conversion hook",
-                           fs_safetensors_path(c->st), s->name);
-        c->custom(s, tmp, out + (size_t)r0 * row, r1 - r0);
-    }
+    if (!direct) fs_wslot_arrange(s, tmp, r0, r1, out);
     return FS_OK;
 }
 
 fs_code fs_wslots_load(const fs_wslot *slots, size_t n, const fs_safetensors *st,
-                       fs_wslot_rows_fn custom, const char *model, fs_error *err) {
+                       const char *model, fs_error *err) {
     for (size_t i = 0; i < n; i++)
-        if (slots[i].kind == FS_WSLOT_TRANSPOSE && slots[i].ndim != 2)
-            return fs_fail(err, FS_ERR_INVALID, "%s: slot '%s': only 2-D tensors transpose",
-                           model, slots[i].name);
-    load_ctx c = {st, custom};
-    return fs_wslots_foreach_piece(slots, n, load_piece, &c, model, err);
+        if ((slots[i].kind == FS_WSLOT_TRANSPOSE && slots[i].ndim != 2) ||
+            (slots[i].kind == FS_WSLOT_CONV_OIHW && slots[i].ndim != 4))
+            return fs_fail(err, FS_ERR_INVALID, "%s: slot '%s': %d-D, not the %s its kind wants",
+                           model, slots[i].name, slots[i].ndim,
+                           slots[i].kind == FS_WSLOT_TRANSPOSE ? "matrix" : "convolution");
+    return fs_wslots_foreach_piece(slots, n, load_piece, (void *)st, model, err);
 }
 
 /* ---------------------------------------------------------------- diffusers folders */

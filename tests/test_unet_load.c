@@ -4,6 +4,8 @@
  *   and the SGM names computed for it equal the list's;
  * - random weights are deterministic, follow fs_rng_normal, and convolutions
  *   land in OHWI;
+ * - the model core's upload puts every weight at its place in a device
+ *   block (a host stand-in) and points the shadow table at it;
  * - round trips: random tiny UNets written as a diffusers folder (F32) and
  *   as SGM files (F16, BF16), reopened (config read / inferred), loaded and
  *   compared bit for bit;
@@ -17,8 +19,6 @@
 
 #include "kernels/kernels.h"
 
-void fs_unet_test_fill_normal(float *dst, size_t n, uint64_t seed, uint64_t stream,
-                              uint64_t offset);
 
 static char names_path[1024];
 
@@ -105,7 +105,7 @@ static void test_fill_normal(void) {
     enum { N = 1003 };
     float a[N];
     for (uint64_t off = 0; off < 5; off++) {
-        fs_unet_test_fill_normal(a, N, 77, 0x1234567890ull, off * 1001);
+        fs_rng_fill_normal(a, N, 77, 0x1234567890ull, off * 1001);
         int bad = 0;
         for (size_t i = 0; i < N; i++)
             bad += memcmp(&a[i], &(float){fs_rng_normal(77, 0x1234567890ull, off * 1001 + i)}, 4) != 0;
@@ -178,6 +178,72 @@ static void test_random(void) {
     fs_unet_free(a);
     fs_unet_free(b);
     fs_unet_free(d);
+}
+
+/* ---------------------------------------------------------------- upload */
+
+/* A "device" in host memory that counts what it is asked for, so the core's
+ * upload (io/model.c) can be checked without a GPU: every weight lands at
+ * its host offset and the shadow's slots point at the copies. */
+typedef struct { size_t allocs, copies, bytes; int fail_copy; } host_dev;
+static fs_code hd_alloc(void *user, void **dev, size_t bytes, fs_error *err) {
+    host_dev *h = user;
+    *dev = calloc(1, bytes);
+    h->allocs++;
+    return *dev ? FS_OK : fs_fail(err, FS_ERR_NOMEM, "host device: %zu bytes", bytes);
+}
+static fs_code hd_copy(void *user, void *dev, const void *host, size_t bytes, fs_error *err) {
+    host_dev *h = user;
+    if (h->fail_copy && h->copies == 3) return fs_fail(err, FS_ERR_IO, "host device: copy 3 failed");
+    memcpy(dev, host, bytes);
+    h->copies++;
+    h->bytes += bytes;
+    return FS_OK;
+}
+static void hd_free(void *user, void *dev) { (void)user; free(dev); }
+
+static void test_upload(void) {
+    fs_error err = {0};
+    fs_unet_config c = tiny_config();
+    fs_unet *u = NULL;
+    CHECK(fs_unet_create_random(&c, 9, &u, &err) == FS_OK, "%s", err.msg);
+    if (!u) return;
+    fs_unet *s = calloc(1, sizeof *s);
+    s->config = c;
+    CHECK(fs_unet_build_slots(s, &err) == FS_OK, "%s", err.msg);
+    host_dev h = {0};
+    const fs_wdevice d = {.user = &h, .alloc = hd_alloc, .copy = hd_copy, .free = hd_free};
+    float *dev = NULL;
+    CHECK(fs_model_upload(u->slots, u->nslots, u->arena_weights, s->slots, s->nslots, &d, &dev,
+                          "UNet", &err) == FS_OK, "%s", err.msg);
+    CHECK(h.allocs == 1 && h.copies == u->nslots, "%zu allocations, %zu copies for %zu slots",
+          h.allocs, h.copies, u->nslots);
+    CHECK(h.bytes == u->info.params * sizeof(float), "%zu bytes copied for %llu params", h.bytes,
+          (unsigned long long)u->info.params);
+    size_t same = 0;
+    for (size_t i = 0; dev && i < u->nslots; i++) {
+        size_t n = (size_t)fs_unet_slot_numel(&u->slots[i]);
+        same += *s->slots[i].dst == dev + (*u->slots[i].dst - u->arena_weights) &&
+                !memcmp(*s->slots[i].dst, *u->slots[i].dst, n * sizeof(float));
+    }
+    CHECK(same == u->nslots, "%zu of %zu slots at their copy", same, u->nslots);
+    CHECK(dev && s->w.conv_in.w == dev + (u->w.conv_in.w - u->arena_weights) &&
+              s->w.conv_out.b == dev + (u->w.conv_out.b - u->arena_weights),
+          "the shadow's weight tree points at the copies");
+    free(dev);
+    /* a failing copy frees the device block and says which model */
+    h = (host_dev){.fail_copy = 1};
+    dev = (float *)&h;
+    CHECK(fs_model_upload(u->slots, u->nslots, u->arena_weights, s->slots, s->nslots, &d, &dev,
+                          "UNet", &err) == FS_ERR_IO && dev == NULL && strstr(err.msg, "UNet") &&
+          strstr(err.msg, "copy 3"), "failed copy: %s", err.msg);
+    /* a table of another config is refused before anything is allocated */
+    h = (host_dev){0};
+    CHECK(fs_model_upload(u->slots, u->nslots, u->arena_weights, s->slots, s->nslots - 1, &d,
+                          &dev, "UNet", &err) == FS_ERR_INVALID && h.allocs == 0, "%s", err.msg);
+    fs_unet_free_slots(s);
+    free(s);
+    fs_unet_free(u);
 }
 
 /* ---------------------------------------------------------------- SGM names */
@@ -495,6 +561,7 @@ int main(void) {
     test_config_errors();
     test_fill_normal();
     test_random();
+    test_upload();
     make_tmpdir(tmpdir, sizeof tmpdir, "unet_load");
     test_round_trips();
     test_errors();

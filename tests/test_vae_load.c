@@ -86,7 +86,7 @@ static int write_vae(const fs_vae *v, int layout, const char *path, const char *
         }
         size_t n = (size_t)fs_wslot_numel(s);
         float *b = malloc(n * sizeof(float));
-        if (s->kind == FS_WSLOT_CUSTOM) { /* OHWI back to OIHW */
+        if (s->kind == FS_WSLOT_CONV_OIHW) { /* OHWI back to OIHW */
             int o = (int)s->shape[0], in = (int)s->shape[1], k = (int)s->shape[2];
             for (int a = 0; a < o; a++)
                 for (int c = 0; c < in; c++)

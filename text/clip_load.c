@@ -6,22 +6,24 @@
  * (conditioner.embedders.1.model.transformer.resblocks.N.attn.in_proj_weight
  * holding q, k and v stacked, q first; text_projection stored as P for
  * x @ P, where HF stores P^T as a Linear weight). Binding reads the header
- * only; loading converts through io's weight tables. */
-#include <errno.h>
+ * only; opening, binding, loading and random weights are io's model core. */
 #include <jansson.h>
-#include <math.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include "text/clip_internal.h"
 
-static const char *const sgm_prefix[2] = {"conditioner.embedders.0.transformer.",
-                                          "conditioner.embedders.1.model."};
-static const char *const subfolder[2] = {"text_encoder", "text_encoder_2"};
-static const char *const model_name[2] = {"CLIP-L text encoder", "OpenCLIP-bigG text encoder"};
+static const char *const weight_files[] = {"model.safetensors", "model.fp16.safetensors", NULL};
+static const fs_model_kind clip_kind[2] = {
+    {.label = "CLIP-L text encoder", .subfolder = "text_encoder", .files = weight_files,
+     .sgm_prefix = "conditioner.embedders.0.transformer.",
+     .probe = "text_model.embeddings.token_embedding.weight"},
+    {.label = "OpenCLIP-bigG text encoder", .subfolder = "text_encoder_2", .files = weight_files,
+     .sgm_prefix = "conditioner.embedders.1.model.",
+     .probe = "text_model.embeddings.token_embedding.weight"},
+};
+
 
 fs_clip_config fs_clip_config_sdxl(int which) {
     fs_clip_config c = {.vocab = 49408, .positions = 77, .eps = 1e-5f};
@@ -53,103 +55,37 @@ static fs_code config_check(const fs_clip_config *c, const char *where, fs_error
 
 /* ---------------------------------------------------------------- the table */
 
-/* Where a slot's values are in the file being bound (parallel to slots). */
-typedef struct { char name[200]; int64_t row0, rows; } file_src;
-
-typedef struct {
-    fs_clip *m;
-    file_src *src;        /* NULL when only the table is wanted */
-    size_t cap;
-    int sgm;
-    fs_code rc;
-    fs_error *err;
-} builder;
-
-/* Adds slot `internal` (shape as in the file, 1-D or 2-D) reading file
- * tensor `file` (rows [row0, row0 + shape[0]) of a tensor of `rows` rows
- * when rows > 0). */
-static void add(builder *b, float **dst, int kind, int64_t d0, int64_t d1, const char *internal,
-                const char *file, int64_t row0, int64_t rows) {
-    if (b->rc) return;
-    fs_clip *m = b->m;
-    if (m->nslots == b->cap) {
-        size_t cap = b->cap ? 2 * b->cap : 256;
-        fs_wslot *s = realloc(m->slots, cap * sizeof *s);
-        file_src *f = b->src ? realloc(b->src, cap * sizeof *f) : NULL;
-        if (s) m->slots = s;
-        if (f) b->src = f;
-        if (!s || (b->src && !f)) {
-            b->rc = fs_fail(b->err, FS_ERR_NOMEM, "text encoder: out of memory for slots");
-            return;
-        }
-        b->cap = cap;
-    }
-    fs_wslot *s = &m->slots[m->nslots];
-    memset(s, 0, sizeof *s);
-    snprintf(s->name, sizeof s->name, "%s", internal);
-    s->ndim = d1 ? 2 : 1;
-    s->shape[0] = d0;
-    s->shape[1] = d1;
-    s->dst = dst;
-    s->kind = kind;
-    if (b->src) {
-        file_src *f = &b->src[m->nslots];
-        snprintf(f->name, sizeof f->name, "%s%s", b->sgm ? sgm_prefix[m->which] : "", file);
-        f->row0 = row0;
-        f->rows = rows;
-    }
-    m->nslots++;
+/* Described to the core's table builder (io.h); each slot's file name is
+ * recorded beside it (the builder's file_prefix adds an SGM file's prefix). */
+static void add_hf(fs_wtable *b, float **dst, int64_t d0, int64_t d1, const char *name) {
+    fs_wtable_add(b, dst, FS_WSLOT_PLAIN, d1 ? 2 : 1, (int64_t[]){d0, d1}, "%s", name);
 }
 
-/* An HF-named slot whose file name is the same (diffusers; SGM encoder 0). */
-static void add_hf(builder *b, float **dst, int64_t d0, int64_t d1, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static void add_hf(builder *b, float **dst, int64_t d0, int64_t d1, const char *fmt, ...) {
-    char name[160];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    add(b, dst, FS_WSLOT_PLAIN, d0, d1, name, name, 0, 0);
+static void add_linear_hf(fs_wtable *b, fs_clip_linear *l, int in, int out, const char *p) {
+    *l = (fs_clip_linear){.in = in, .out = out};
+    fs_wtable_pair(b, &l->w, &l->b, FS_WSLOT_PLAIN, 2, (int64_t[]){out, in}, p);
 }
 
-static void add_linear_hf(builder *b, fs_clip_linear *l, int in, int out, const char *p) {
-    l->in = in;
-    l->out = out;
-    add_hf(b, &l->w, out, in, "%s.weight", p);
-    add_hf(b, &l->b, out, 0, "%s.bias", p);
-}
-
-static void add_norm_hf(builder *b, fs_clip_norm *n, int c, const char *p) {
-    n->c = c;
-    add_hf(b, &n->gamma, c, 0, "%s.weight", p);
-    add_hf(b, &n->beta, c, 0, "%s.bias", p);
+static void add_norm_hf(fs_wtable *b, fs_clip_norm *n, int c, const char *p) {
+    *n = (fs_clip_norm){.c = c};
+    fs_wtable_pair(b, &n->gamma, &n->beta, FS_WSLOT_PLAIN, 1, (int64_t[]){c}, p);
 }
 
 /* HF internal name, OpenCLIP file name (SGM encoder 1). */
-static void add_oc(builder *b, float **dst, int64_t d0, int64_t d1, const char *hf,
+static void add_oc(fs_wtable *b, float **dst, int64_t d0, int64_t d1, const char *hf,
                    const char *oc) {
-    add(b, dst, FS_WSLOT_PLAIN, d0, d1, hf, oc, 0, 0);
+    fs_wtable_add_from(b, dst, FS_WSLOT_PLAIN, 2, (int64_t[]){d0, d1}, hf, oc, 0, 0);
 }
 
-static void add_linear_oc(builder *b, fs_clip_linear *l, int in, int out, const char *hf,
+static void add_linear_oc(fs_wtable *b, fs_clip_linear *l, int in, int out, const char *hf,
                           const char *oc) {
-    char h[160], o[160];
-    l->in = in;
-    l->out = out;
-    snprintf(h, sizeof h, "%s.weight", hf); snprintf(o, sizeof o, "%s.weight", oc);
-    add_oc(b, &l->w, out, in, h, o);
-    snprintf(h, sizeof h, "%s.bias", hf); snprintf(o, sizeof o, "%s.bias", oc);
-    add_oc(b, &l->b, out, 0, h, o);
+    *l = (fs_clip_linear){.in = in, .out = out};
+    fs_wtable_pair_from(b, &l->w, &l->b, 2, (int64_t[]){out, in}, hf, oc);
 }
 
-static void add_norm_oc(builder *b, fs_clip_norm *n, int c, const char *hf, const char *oc) {
-    char h[160], o[160];
-    n->c = c;
-    snprintf(h, sizeof h, "%s.weight", hf); snprintf(o, sizeof o, "%s.weight", oc);
-    add_oc(b, &n->gamma, c, 0, h, o);
-    snprintf(h, sizeof h, "%s.bias", hf); snprintf(o, sizeof o, "%s.bias", oc);
-    add_oc(b, &n->beta, c, 0, h, o);
+static void add_norm_oc(fs_wtable *b, fs_clip_norm *n, int c, const char *hf, const char *oc) {
+    *n = (fs_clip_norm){.c = c};
+    fs_wtable_pair_from(b, &n->gamma, &n->beta, 1, (int64_t[]){c}, hf, oc);
 }
 
 static void free_slots(fs_clip *m) {
@@ -160,20 +96,17 @@ static void free_slots(fs_clip *m) {
     m->nslots = 0;
 }
 
-/* The table for m->config in module order; with src, also where each slot
- * is in a file of the given layout. */
-static fs_code build_slots(fs_clip *m, int sgm, file_src **src, fs_error *err) {
+/* The table for m->config in module order; with files, also where each
+ * slot is in a file of the given layout. */
+static fs_code build_slots(fs_clip *m, int sgm, fs_wfile **files, fs_error *err) {
     const fs_clip_config *c = &m->config;
-    fs_code rc = config_check(c, model_name[m->which], err);
+    fs_code rc = config_check(c, clip_kind[m->which].label, err);
     if (rc) return rc;
     free_slots(m);
     m->w.layers = calloc((size_t)c->layers, sizeof *m->w.layers);
     if (!m->w.layers) return fs_fail(err, FS_ERR_NOMEM, "text encoder: out of memory");
-    builder b = {.m = m, .sgm = sgm, .err = err};
-    if (src) {
-        b.src = malloc(sizeof *b.src);
-        if (!b.src) return fs_fail(err, FS_ERR_NOMEM, "text encoder: out of memory");
-    }
+    fs_wtable b = {.model = "text encoder", .err = err, .files_on = files != NULL,
+                   .file_prefix = sgm ? clip_kind[m->which].sgm_prefix : NULL};
     const int C = c->width, oc = sgm && m->which == 1;
     fs_clip_weights *w = &m->w;
     char p[64], q[160], o[160];
@@ -212,10 +145,12 @@ static fs_code build_slots(fs_clip *m, int sgm, file_src **src, fs_error *err) {
             qkv[j]->in = qkv[j]->out = C;
             snprintf(q, sizeof q, "%s.self_attn.%c_proj.weight", p, part[j]);
             snprintf(o, sizeof o, "%s.attn.in_proj_weight", r);
-            add(&b, &qkv[j]->w, FS_WSLOT_PLAIN, C, C, q, o, (int64_t)j * C, 3 * (int64_t)C);
+            fs_wtable_add_from(&b, &qkv[j]->w, FS_WSLOT_PLAIN, 2, (int64_t[]){C, C}, q, o,
+                               (int64_t)j * C, 3 * (int64_t)C);
             snprintf(q, sizeof q, "%s.self_attn.%c_proj.bias", p, part[j]);
             snprintf(o, sizeof o, "%s.attn.in_proj_bias", r);
-            add(&b, &qkv[j]->b, FS_WSLOT_PLAIN, C, 0, q, o, (int64_t)j * C, 3 * (int64_t)C);
+            fs_wtable_add_from(&b, &qkv[j]->b, FS_WSLOT_PLAIN, 1, (int64_t[]){C}, q, o,
+                               (int64_t)j * C, 3 * (int64_t)C);
         }
         snprintf(q, sizeof q, "%s.self_attn.out_proj", p); snprintf(o, sizeof o, "%s.attn.out_proj", r);
         add_linear_oc(&b, &L->out, C, C, q, o);
@@ -232,47 +167,28 @@ static fs_code build_slots(fs_clip *m, int sgm, file_src **src, fs_error *err) {
         w->projection.in = C;
         w->projection.out = c->projection;
         if (oc) /* P [width][projection] for x @ P: transposed into the Linear weight */
-            add(&b, &w->projection.w, FS_WSLOT_TRANSPOSE, C, c->projection,
-                "text_projection.weight", "text_projection", 0, 0);
+            fs_wtable_add_from(&b, &w->projection.w, FS_WSLOT_TRANSPOSE, 2,
+                               (int64_t[]){C, c->projection}, "text_projection.weight",
+                               "text_projection", 0, 0);
         else
             add_hf(&b, &w->projection.w, c->projection, C, "text_projection.weight");
     }
-    if (b.rc) {
-        free(b.src);
-        free_slots(m);
-        return b.rc;
-    }
-    if (src) *src = b.src;
-    return FS_OK;
+    rc = fs_wtable_finish(&b, &m->slots, &m->nslots, files);
+    if (rc) free_slots(m);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- config.json */
-
-static fs_code json_int(const char *path, json_t *root, const char *key, int def, int *out,
-                        fs_error *err) {
-    json_t *v = json_object_get(root, key);
-    if (!v || json_is_null(v)) {
-        if (def < 0) return fs_fail(err, FS_ERR_FORMAT, "%s: key '%s' is missing", path, key);
-        *out = def;
-        return FS_OK;
-    }
-    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 1 << 24)
-        return fs_fail(err, FS_ERR_FORMAT, "%s: key '%s': expected an integer in [0, %d]", path,
-                       key, 1 << 24);
-    *out = (int)json_integer_value(v);
-    return FS_OK;
-}
 
 /* HF CLIPTextConfig. *projection_known = 0 when the file does not say
  * whether the model has a text_projection (no "architectures"). */
 static fs_code config_from_json(const char *path, fs_clip_config *c, int *projection_known,
                                 fs_error *err) {
-    json_error_t je;
-    json_t *root = json_load_file(path, 0, &je);
-    if (!root) return fs_fail(err, FS_ERR_FORMAT, "%s: line %d: %s", path, je.line, je.text);
-    fs_code rc = FS_OK;
+    fs_json_file f;
+    fs_code rc = fs_json_open(&f, path, err);
+    if (rc) return rc;
+    json_t *root = f.root;
     memset(c, 0, sizeof *c);
-    if (!json_is_object(root)) rc = fs_fail(err, FS_ERR_FORMAT, "%s: not a JSON object", path);
     static const struct { const char *key; int def; size_t at; } ints[] = {
         {"vocab_size", 49408, offsetof(fs_clip_config, vocab)},
         {"max_position_embeddings", 77, offsetof(fs_clip_config, positions)},
@@ -283,7 +199,7 @@ static fs_code config_from_json(const char *path, fs_clip_config *c, int *projec
         {"projection_dim", 0, offsetof(fs_clip_config, projection)},
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0] && !rc; i++)
-        rc = json_int(path, root, ints[i].key, ints[i].def, (int *)((char *)c + ints[i].at), err);
+        rc = fs_json_int(&f, ints[i].key, ints[i].def, 0, 1 << 24, (int *)((char *)c + ints[i].at));
     if (!rc) {
         json_t *act = json_object_get(root, "hidden_act");
         const char *a = json_is_string(act) ? json_string_value(act) : act ? NULL : "quick_gelu";
@@ -319,7 +235,7 @@ static fs_code config_from_json(const char *path, fs_clip_config *c, int *projec
                          "CLIPTextModelWithProjection are supported)", path, a);
         }
     }
-    json_decref(root);
+    fs_json_close(&f);
     return rc;
 }
 
@@ -338,7 +254,7 @@ static const fs_st_tensor *find_2d(const fs_safetensors *st, const char *prefix,
  * head when narrower: tiny test models), the activation of the model. */
 static fs_code config_infer(const fs_safetensors *st, int which, fs_clip_config *c,
                             fs_error *err) {
-    const char *pre = sgm_prefix[which], *path = fs_safetensors_path(st);
+    const char *pre = clip_kind[which].sgm_prefix, *path = fs_safetensors_path(st);
     const int oc = which == 1;
     const char *tok = oc ? "token_embedding.weight" : "text_model.embeddings.token_embedding.weight";
     const char *pos = oc ? "positional_embedding" : "text_model.embeddings.position_embedding.weight";
@@ -349,8 +265,8 @@ static fs_code config_infer(const fs_safetensors *st, int which, fs_clip_config 
     snprintf(name, sizeof name, fc1, 0);
     if (!(t = find_2d(st, pre, tok)) || !(p = find_2d(st, pre, pos)) || !(f = find_2d(st, pre, name)))
         return fs_fail(err, FS_ERR_FORMAT, "%s: cannot infer the %s's configuration: '%s%s', "
-                       "'%s%s' or '%s%s' is missing or not 2-D", path, model_name[which], pre, tok,
-                       pre, pos, pre, name);
+                       "'%s%s' or '%s%s' is missing or not 2-D", path, clip_kind[which].label,
+                       pre, tok, pre, pos, pre, name);
     memset(c, 0, sizeof *c);
     c->vocab = (int)t->shape[0];
     c->width = (int)t->shape[1];
@@ -363,7 +279,7 @@ static fs_code config_infer(const fs_safetensors *st, int which, fs_clip_config 
     }
     if (c->width > 64 && c->width % 64)
         return fs_fail(err, FS_ERR_UNSUPPORTED, "%s: the %s is %d wide, not a multiple of the "
-                       "head size 64", path, model_name[which], c->width);
+                       "head size 64", path, clip_kind[which].label, c->width);
     c->heads = c->width <= 64 ? 1 : c->width / 64;
     c->act = oc ? FS_CLIP_GELU : FS_CLIP_QUICK_GELU;
     c->eps = 1e-5f;
@@ -380,118 +296,45 @@ static fs_code config_infer(const fs_safetensors *st, int which, fs_clip_config 
 
 /* ---------------------------------------------------------------- open */
 
-static int has_prefix_tensor(const fs_safetensors *st, const char *prefix) {
-    size_t n = fs_safetensors_count(st), pl = strlen(prefix);
-    for (size_t i = 0; i < n; i++)
-        if (!strncmp(fs_safetensors_at(st, i)->name, prefix, pl)) return 1;
-    return 0;
-}
-
-/* Binds every slot (header only) and counts what the file has beyond them. */
-static fs_code bind_all(fs_clip *m, int sgm, const file_src *src, fs_error *err) {
-    fs_clip_info *info = &m->info;
-    const char *label = model_name[m->which];
-    for (size_t i = 0; i < m->nslots; i++) {
-        fs_wslot *s = &m->slots[i];
-        fs_code rc = fs_wslot_bind(s, m->st, src[i].name, src[i].row0, src[i].rows, label, err);
-        if (rc) return rc;
-        uint64_t n = fs_wslot_numel(s);
-        info->params_by_dtype[s->src->dtype] += n;
-        info->params += n;
-        info->tensors_bound++;
-    }
-    char pos_ids[200], logit[200];
-    snprintf(pos_ids, sizeof pos_ids, "%stext_model.embeddings.position_ids",
-             sgm ? sgm_prefix[0] : "");
-    snprintf(logit, sizeof logit, "%slogit_scale", sgm ? sgm_prefix[1] : "");
-    const char *const ignore[] = {pos_ids, logit, NULL};
-    info->tensors_unexpected = fs_wslots_unbound(m->slots, m->nslots, m->st,
-                                                 sgm ? sgm_prefix[m->which] : "", ignore,
-                                                 info->first_unexpected,
-                                                 sizeof info->first_unexpected);
-    return FS_OK;
-}
-
 fs_code fs_clip_open(const char *path, int which, fs_clip **out, fs_error *err) {
     *out = NULL;
     if (which != 0 && which != 1)
         return fs_fail(err, FS_ERR_INVALID, "text encoder %d: SDXL has encoders 0 and 1", which);
-    struct stat sb;
-    if (stat(path, &sb) != 0)
-        return fs_fail(err, FS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     fs_clip *m = calloc(1, sizeof *m);
     if (!m) return fs_fail(err, FS_ERR_NOMEM, "text encoder: out of memory");
     m->which = which;
-    fs_code rc = FS_OK;
-    int sgm = 0, projection_known = 1;
-    char config[1100], weights[1100];
-    if (S_ISDIR(sb.st_mode)) {
-        static const char *const files[] = {"model.safetensors", "model.fp16.safetensors", NULL};
-        rc = fs_diffusers_component(path, subfolder[which], files, model_name[which], config,
-                                    weights, sizeof config, err);
-        if (!rc) rc = config_from_json(config, &m->config, &projection_known, err);
-        if (!rc) rc = fs_safetensors_open(weights, &m->st, err);
-    } else {
-        snprintf(weights, sizeof weights, "%s", path);
-        rc = fs_safetensors_open(path, &m->st, err);
-        if (!rc && has_prefix_tensor(m->st, sgm_prefix[which])) {
-            sgm = 1;
-            rc = config_infer(m->st, which, &m->config, err);
-        } else if (!rc) {
-            /* a diffusers encoder file given directly: config.json beside it */
-            const char *slash = strrchr(path, '/');
-            int dl = slash ? (int)(slash - path) : 1;
-            snprintf(config, sizeof config, "%.*s/config.json", dl, slash ? path : ".");
-            if (fs_safetensors_find(m->st, "text_model.embeddings.token_embedding.weight") &&
-                fs_is_file(config))
-                rc = config_from_json(config, &m->config, &projection_known, err);
-            else
-                rc = fs_fail(err, FS_ERR_FORMAT, "%s: no %s in this file (no %s* tensors, and not "
-                             "a diffusers text encoder file with config.json beside it)", path,
-                             model_name[which], sgm_prefix[which]);
-        }
-    }
+    int projection_known = 1;
+    fs_model_file f;
+    fs_code rc = fs_model_open(path, &clip_kind[which], &f, err);
+    m->st = f.st;
+    if (!rc) rc = f.sgm ? config_infer(m->st, which, &m->config, err)
+                        : config_from_json(f.config, &m->config, &projection_known, err);
     if (!rc && !projection_known) {
         const fs_st_tensor *t = fs_safetensors_find(m->st, "text_projection.weight");
         m->config.projection = t && t->ndim == 2 ? (int)t->shape[0] : 0;
     }
-    file_src *src = NULL;
-    if (!rc) rc = build_slots(m, sgm, &src, err);
-    if (!rc) {
-        m->info.layout = sgm ? FS_CLIP_LAYOUT_SGM : FS_CLIP_LAYOUT_DIFFUSERS;
-        snprintf(m->info.weights_path, sizeof m->info.weights_path, "%.1023s", weights);
-        m->info.config = m->config;
-        rc = bind_all(m, sgm, src, err);
-    }
-    free(src);
+    fs_wfile *files = NULL;
+    if (!rc) rc = build_slots(m, f.sgm, &files, err);
+    /* position_ids (HF) and logit_scale (OpenCLIP) are no weights of the encoder */
+    char pos_ids[200], logit[200];
+    snprintf(pos_ids, sizeof pos_ids, "%stext_model.embeddings.position_ids",
+             f.sgm ? clip_kind[0].sgm_prefix : "");
+    snprintf(logit, sizeof logit, "%slogit_scale", f.sgm ? clip_kind[1].sgm_prefix : "");
+    const char *const ignore[] = {pos_ids, logit, NULL};
+    fs_model_stats stats;
+    if (!rc) rc = fs_model_bind(m->slots, m->nslots, &f, files, ignore, &clip_kind[which], &stats,
+                                err);
+    free(files);
     if (rc) { fs_clip_free(m); return rc; }
+    FS_MODEL_STATS_TO(&m->info, &stats);
+    m->info.config = m->config;
     *out = m;
     return FS_OK;
 }
 
 fs_code fs_clip_load_weights(fs_clip *m, fs_error *err) {
-    if (!m->st)
-        return fs_fail(err, FS_ERR_INVALID, "text encoder %s: no checkpoint bound to load from",
-                       m->info.weights_path);
-    fs_code rc = FS_OK;
-    if (!m->block &&
-        (rc = fs_wslots_alloc(m->slots, m->nslots, model_name[m->which], &m->block, NULL, err)))
-        return rc;
-    if ((rc = fs_wslots_load(m->slots, m->nslots, m->st, NULL, model_name[m->which], err)))
-        return rc;
-    for (size_t i = 0; i < m->nslots; i++) m->slots[i].src = NULL;
-    fs_safetensors_close(m->st);
-    m->st = NULL;
-    return FS_OK;
-}
-
-/* ---------------------------------------------------------------- random */
-
-/* FNV-1a of the name: each tensor its own stream, whatever else the config has. */
-static uint64_t name_stream(const char *s) {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
-    return h;
+    return fs_model_load(m->slots, m->nslots, &m->st, &m->block, NULL, clip_kind[m->which].label,
+                         m->info.weights_path, err);
 }
 
 fs_code fs_clip_create_random(const fs_clip_config *cfg, uint64_t seed, fs_clip **out,
@@ -501,29 +344,13 @@ fs_code fs_clip_create_random(const fs_clip_config *cfg, uint64_t seed, fs_clip 
     if (!m) return fs_fail(err, FS_ERR_NOMEM, "text encoder: out of memory");
     m->config = *cfg;
     m->which = cfg->projection ? 1 : 0;
+    fs_model_stats stats;
     fs_code rc = build_slots(m, 0, NULL, err);
-    if (!rc) rc = fs_wslots_alloc(m->slots, m->nslots, "text encoder", &m->block,
-                                  &m->info.params, err);
+    if (!rc) rc = fs_model_random(m->slots, m->nslots, seed, &m->block, &stats, "text encoder",
+                                  err);
     if (rc) { fs_clip_free(m); return rc; }
-    /* matrices and embeddings N(0, 1/fan_in); LayerNorm gamma 1 + 0.05 N,
-     * beta and biases 0.02 N (fs_rng_fill_normal is threaded and exact) */
-    for (size_t i = 0; i < m->nslots; i++) {
-        const fs_wslot *s = &m->slots[i];
-        size_t n = (size_t)fs_wslot_numel(s);
-        float *d = *s->dst;
-        fs_rng_fill_normal(d, n, seed, name_stream(s->name), 0);
-        size_t len = strlen(s->name);
-        int norm = strstr(s->name, "norm") != NULL, gamma = len > 7 && !strcmp(s->name + len - 7, ".weight");
-        float scale = s->ndim == 2 ? (float)(1.0 / sqrt((double)s->shape[1])) : norm ? 0.05f : 0.02f;
-        float shift = s->ndim == 1 && norm && gamma ? 1.0f : 0.0f;
-        for (size_t k = 0; k < n; k++) d[k] = d[k] * scale + shift;
-    }
-    m->info.layout = FS_CLIP_LAYOUT_DIFFUSERS;
-    snprintf(m->info.weights_path, sizeof m->info.weights_path, "(random, seed %llu)",
-             (unsigned long long)seed);
+    FS_MODEL_STATS_TO(&m->info, &stats);
     m->info.config = m->config;
-    m->info.tensors_bound = m->nslots;
-    m->info.params_by_dtype[FS_DTYPE_F32] = m->info.params;
     *out = m;
     return FS_OK;
 }
@@ -534,13 +361,11 @@ const fs_clip_info *fs_clip_get_info(const fs_clip *m) { return &m->info; }
 
 void fs_clip_free(fs_clip *m) {
     if (!m) return;
-    fs_free(m->block);
+    fs_model_release(&m->slots, &m->nslots, &m->block, &m->st);
     free_slots(m);
-    if (m->st) fs_safetensors_close(m->st);
     free(m);
 }
 
 fs_code fs_clip_round_weights(fs_clip *m, fs_dtype dt, fs_error *err) {
-    if (!m->block) return fs_fail(err, FS_ERR_INVALID, "text encoder: weights not loaded");
-    return fs_wslots_round(m->slots, m->nslots, dt, err);
+    return fs_model_round(m->slots, m->nslots, m->block, dt, "text encoder", err);
 }

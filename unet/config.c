@@ -13,36 +13,8 @@
 
 /* ---------------------------------------------------------------- config.json */
 
-typedef struct {
-    const char *path;
-    json_t *root;
-    fs_error *err;
-} cfg_file;
-
-static fs_code bad_key(const cfg_file *f, const char *key, const char *want) {
-    return fs_fail(f->err, FS_ERR_FORMAT, "%s: key '%s': expected %s", f->path, key, want);
-}
-
-/* An integer key; missing -> def (or an error when def < 0 means required). */
-static fs_code get_int(const cfg_file *f, const char *key, int def, int lo, int hi, int *out) {
-    json_t *v = json_object_get(f->root, key);
-    if (!v || json_is_null(v)) {
-        if (def < 0)
-            return fs_fail(f->err, FS_ERR_FORMAT, "%s: key '%s' is missing or null", f->path, key);
-        *out = def;
-        return FS_OK;
-    }
-    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
-        char want[64];
-        snprintf(want, sizeof want, "an integer in [%d, %d]", lo, hi);
-        return bad_key(f, key, want);
-    }
-    *out = (int)json_integer_value(v);
-    return FS_OK;
-}
-
 /* An int or a list of n ints (one per level); missing -> def for all. */
-static fs_code get_per_level(const cfg_file *f, const char *key, int n, int def, int lo,
+static fs_code get_per_level(const fs_json_file *f, const char *key, int n, int def, int lo,
                              int out[FS_UNET_MAX_LEVELS]) {
     json_t *v = json_object_get(f->root, key);
     char want[96];
@@ -53,29 +25,29 @@ static fs_code get_per_level(const cfg_file *f, const char *key, int n, int def,
         return FS_OK;
     }
     if (json_is_integer(v)) {
-        if (json_integer_value(v) < lo || json_integer_value(v) > 1 << 20) return bad_key(f, key, want);
+        if (json_integer_value(v) < lo || json_integer_value(v) > 1 << 20) return fs_json_bad_key(f, key, want);
         for (int i = 0; i < n; i++) out[i] = (int)json_integer_value(v);
         return FS_OK;
     }
-    if (!json_is_array(v) || (int)json_array_size(v) != n) return bad_key(f, key, want);
+    if (!json_is_array(v) || (int)json_array_size(v) != n) return fs_json_bad_key(f, key, want);
     for (int i = 0; i < n; i++) {
         json_t *e = json_array_get(v, (size_t)i);
         if (!json_is_integer(e) || json_integer_value(e) < lo || json_integer_value(e) > 1 << 20)
-            return bad_key(f, key, want);
+            return fs_json_bad_key(f, key, want);
         out[i] = (int)json_integer_value(e);
     }
     return FS_OK;
 }
 
 /* A string key that must equal `want` when present (or always if required). */
-static fs_code expect_string(const cfg_file *f, const char *key, const char *want, int required) {
+static fs_code expect_string(const fs_json_file *f, const char *key, const char *want, int required) {
     json_t *v = json_object_get(f->root, key);
     if (!v || json_is_null(v)) {
         if (!required) return FS_OK;
         return fs_fail(f->err, FS_ERR_UNSUPPORTED, "%s: key '%s' is missing (\"%s\" is supported)",
                        f->path, key, want);
     }
-    if (!json_is_string(v)) return bad_key(f, key, "a string");
+    if (!json_is_string(v)) return fs_json_bad_key(f, key, "a string");
     if (strcmp(json_string_value(v), want))
         return fs_fail(f->err, FS_ERR_UNSUPPORTED, "%s: key '%s' is \"%s\"; only \"%s\" is supported",
                        f->path, key, json_string_value(v), want);
@@ -84,7 +56,7 @@ static fs_code expect_string(const cfg_file *f, const char *key, const char *wan
 
 /* A key that, when present and not null, must have the value diffusers'
  * default has (the forward pass computes only that). */
-static fs_code expect_default(const cfg_file *f, const char *key, json_t *want) {
+static fs_code expect_default(const fs_json_file *f, const char *key, json_t *want) {
     json_t *v = json_object_get(f->root, key);
     fs_code rc = FS_OK;
     /* numbers compare by value: 1 and 1.0 are the same setting */
@@ -103,10 +75,8 @@ static fs_code expect_default(const cfg_file *f, const char *key, json_t *want) 
     return rc;
 }
 
-static fs_code parse_config(const cfg_file *f, fs_unet_config *c) {
+static fs_code parse_config(const fs_json_file *f, fs_unet_config *c) {
     fs_code rc;
-    if (!json_is_object(f->root))
-        return fs_fail(f->err, FS_ERR_FORMAT, "%s: not a JSON object", f->path);
     memset(c, 0, sizeof *c);
 
     json_t *boc = json_object_get(f->root, "block_out_channels");
@@ -114,23 +84,23 @@ static fs_code parse_config(const cfg_file *f, fs_unet_config *c) {
     if (!json_is_array(boc) || json_array_size(boc) < 1 || json_array_size(boc) > FS_UNET_MAX_LEVELS) {
         char want[64];
         snprintf(want, sizeof want, "a list of 1 to %d integers", FS_UNET_MAX_LEVELS);
-        return bad_key(f, "block_out_channels", want);
+        return fs_json_bad_key(f, "block_out_channels", want);
     }
     c->levels = (int)json_array_size(boc);
     for (int l = 0; l < c->levels; l++) {
         json_t *e = json_array_get(boc, (size_t)l);
         if (!json_is_integer(e) || json_integer_value(e) < 1 || json_integer_value(e) > 1 << 16)
-            return bad_key(f, "block_out_channels", "positive integers");
+            return fs_json_bad_key(f, "block_out_channels", "positive integers");
         c->channels[l] = (int)json_integer_value(e);
     }
-    if ((rc = get_int(f, "in_channels", 4, 1, 1 << 16, &c->in_channels)) ||
-        (rc = get_int(f, "out_channels", 4, 1, 1 << 16, &c->out_channels)) ||
-        (rc = get_int(f, "layers_per_block", 2, 1, 1 << 16, &c->layers_per_block)) ||
-        (rc = get_int(f, "norm_num_groups", 32, 1, 1 << 16, &c->groups)) ||
-        (rc = get_int(f, "cross_attention_dim", -1, 1, 1 << 20, &c->context_dim)) ||
-        (rc = get_int(f, "projection_class_embeddings_input_dim", -1, 1, 1 << 20,
+    if ((rc = fs_json_int(f, "in_channels", 4, 1, 1 << 16, &c->in_channels)) ||
+        (rc = fs_json_int(f, "out_channels", 4, 1, 1 << 16, &c->out_channels)) ||
+        (rc = fs_json_int(f, "layers_per_block", 2, 1, 1 << 16, &c->layers_per_block)) ||
+        (rc = fs_json_int(f, "norm_num_groups", 32, 1, 1 << 16, &c->groups)) ||
+        (rc = fs_json_int(f, "cross_attention_dim", -1, 1, 1 << 20, &c->context_dim)) ||
+        (rc = fs_json_int(f, "projection_class_embeddings_input_dim", -1, 1, 1 << 20,
                       &c->adm_in_channels)) ||
-        (rc = get_int(f, "time_embedding_dim", 4 * c->channels[0], 1, 1 << 20, &c->time_embed_dim)))
+        (rc = fs_json_int(f, "time_embedding_dim", 4 * c->channels[0], 1, 1 << 20, &c->time_embed_dim)))
         return rc;
 
     /* diffusers: num_attention_heads = num_attention_heads or attention_head_dim
@@ -146,7 +116,7 @@ static fs_code parse_config(const cfg_file *f, fs_unet_config *c) {
     json_t *eps = json_object_get(f->root, "norm_eps");
     if (eps && !json_is_null(eps)) {
         if (!json_is_number(eps) || !(json_number_value(eps) > 0))
-            return bad_key(f, "norm_eps", "a positive number");
+            return fs_json_bad_key(f, "norm_eps", "a positive number");
         c->eps_resnet = (float)json_number_value(eps);
     } else {
         c->eps_resnet = 1e-5f;
@@ -160,14 +130,14 @@ static fs_code parse_config(const cfg_file *f, fs_unet_config *c) {
     char want[64];
     snprintf(want, sizeof want, "a list of %d block type names", c->levels);
     if (!json_is_array(down) || (int)json_array_size(down) != c->levels)
-        return bad_key(f, "down_block_types", want);
+        return fs_json_bad_key(f, "down_block_types", want);
     if (!json_is_array(up) || (int)json_array_size(up) != c->levels)
-        return bad_key(f, "up_block_types", want);
+        return fs_json_bad_key(f, "up_block_types", want);
     for (int l = 0; l < c->levels; l++) {
         const char *d = json_string_value(json_array_get(down, (size_t)l));
         const char *u = json_string_value(json_array_get(up, (size_t)(c->levels - 1 - l)));
-        if (!d) return bad_key(f, "down_block_types", want);
-        if (!u) return bad_key(f, "up_block_types", want);
+        if (!d) return fs_json_bad_key(f, "down_block_types", want);
+        if (!u) return fs_json_bad_key(f, "up_block_types", want);
         int da = !strcmp(d, "CrossAttnDownBlock2D"), ua = !strcmp(u, "CrossAttnUpBlock2D");
         if (!da && strcmp(d, "DownBlock2D"))
             return fs_fail(f->err, FS_ERR_UNSUPPORTED,
@@ -192,7 +162,7 @@ static fs_code parse_config(const cfg_file *f, fs_unet_config *c) {
         (rc = expect_string(f, "time_embedding_type", "positional", 0)))
         return rc;
     json_t *lin = json_object_get(f->root, "use_linear_projection");
-    if (!json_is_boolean(lin)) return bad_key(f, "use_linear_projection", "true or false");
+    if (!json_is_boolean(lin)) return fs_json_bad_key(f, "use_linear_projection", "true or false");
     if (!json_is_true(lin))
         return fs_fail(f->err, FS_ERR_UNSUPPORTED,
                        "%s: key 'use_linear_projection' is false; only linear projections "
@@ -219,13 +189,11 @@ static fs_code parse_config(const cfg_file *f, fs_unet_config *c) {
 }
 
 fs_code fs_unet_config_from_json(const char *path, fs_unet_config *out, fs_error *err) {
-    json_error_t je;
-    json_t *root = json_load_file(path, 0, &je);
-    if (!root)
-        return fs_fail(err, FS_ERR_FORMAT, "%s: line %d: %s", path, je.line, je.text);
-    cfg_file f = {path, root, err};
-    fs_code rc = parse_config(&f, out);
-    json_decref(root);
+    fs_json_file f;
+    fs_code rc = fs_json_open(&f, path, err);
+    if (rc) return rc;
+    rc = parse_config(&f, out);
+    fs_json_close(&f);
     return rc;
 }
 

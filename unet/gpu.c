@@ -1,8 +1,9 @@
 /* unet/gpu.c: the UNet's weights on a GPU (fs_unet_use_gpu). The device copy
  * is a "shadow" model: the same config and binding table built again (so
  * its tree of structs is its own), every slot pointed at the same offset in
- * one device block as the host slot has in the host block. The forward pass
- * then runs the same code on the shadow with nn's GPU helpers. */
+ * one device block as the host slot has in the host block (io's model core
+ * copies them through the device functions here). The forward pass then
+ * runs the same code on the shadow with nn's GPU helpers. */
 #include <stdlib.h>
 #include <string.h>
 #include "unet/loader.h"
@@ -28,6 +29,15 @@ void fs_unet_gpu_drop(fs_unet *u) {
 fs_cuda *fs_unet_gpu_ctx(const fs_unet *u) { return u && u->gpu ? u->gpu->cu : NULL; }
 const fs_unet *fs_unet_gpu_model(const fs_unet *u) { return u && u->gpu ? u->gpu->shadow : u; }
 
+/* The device's side of the core's upload (io/ knows no device). */
+static fs_code dev_alloc(void *cu, void **dev, size_t bytes, fs_error *err) {
+    return fs_cuda_alloc(cu, dev, bytes, err);
+}
+static fs_code dev_copy(void *cu, void *dev, const void *host, size_t bytes, fs_error *err) {
+    return fs_cuda_upload(cu, dev, host, bytes, err);
+}
+static void dev_free(void *cu, void *dev) { fs_cuda_free(cu, dev); }
+
 fs_code fs_unet_use_gpu(fs_unet *u, fs_cuda *cu, fs_error *err) {
     if (!u) return fs_fail(err, FS_ERR_INVALID, "UNet to GPU: NULL model");
     fs_unet_gpu_drop(u);
@@ -35,13 +45,6 @@ fs_code fs_unet_use_gpu(fs_unet *u, fs_cuda *cu, fs_error *err) {
     if (!u->arena_weights || !u->slots)
         return fs_fail(err, FS_ERR_INVALID,
                        "UNet to GPU: the weights are not loaded (call fs_unet_load_weights)");
-    /* the block's extent: the last slot's end (slots are 64-byte aligned in it) */
-    size_t floats = 0;
-    for (size_t i = 0; i < u->nslots; i++) {
-        size_t end = (size_t)(*u->slots[i].dst - u->arena_weights) +
-                     (size_t)fs_wslot_numel(&u->slots[i]);
-        if (end > floats) floats = end;
-    }
     struct fs_unet_gpu *g = calloc(1, sizeof *g);
     fs_unet *s = calloc(1, sizeof *s);
     if (!g || !s) {
@@ -54,22 +57,10 @@ fs_code fs_unet_use_gpu(fs_unet *u, fs_cuda *cu, fs_error *err) {
     s->config = u->config;
     s->info = u->info;
     u->gpu = g;
+    const fs_wdevice dev = {.user = cu, .alloc = dev_alloc, .copy = dev_copy, .free = dev_free};
     fs_code rc = fs_unet_build_slots(s, err);
-    if (!rc && s->nslots != u->nslots)
-        rc = fs_fail(err, FS_ERR_INVALID, "UNet to GPU: %zu slots rebuilt, the model has %zu",
-                     s->nslots, u->nslots);
-    for (size_t i = 0; !rc && i < u->nslots; i++)
-        if (strcmp(s->slots[i].name, u->slots[i].name))
-            rc = fs_fail(err, FS_ERR_INVALID, "UNet to GPU: slot %zu is %s, the model's is %s", i,
-                         s->slots[i].name, u->slots[i].name);
-    if (!rc) rc = fs_cuda_alloc(cu, (void **)&g->dev, floats * sizeof(float), err);
-    if (!rc) rc = fs_cuda_upload(cu, g->dev, u->arena_weights, floats * sizeof(float), err);
-    if (rc) {
-        fs_error_prefix(err, "UNet to GPU (%.2f GB of weights): ", floats * 4.0 / 1e9);
-        fs_unet_gpu_drop(u);
-        return rc;
-    }
-    for (size_t i = 0; i < u->nslots; i++)
-        *s->slots[i].dst = g->dev + (*u->slots[i].dst - u->arena_weights);
-    return FS_OK;
+    if (!rc) rc = fs_model_upload(u->slots, u->nslots, u->arena_weights, s->slots, s->nslots, &dev,
+                                  &g->dev, "UNet", err);
+    if (rc) fs_unet_gpu_drop(u);
+    return rc;
 }

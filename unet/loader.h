@@ -8,7 +8,7 @@
 /* slots.c */
 fs_code fs_unet_config_check(const fs_unet_config *c, fs_error *err);
 void fs_unet_free_slots(fs_unet *u);              /* the slots and the tblock arrays */
-uint64_t fs_unet_slot_numel(const fs_unet_slot *s);
+static inline uint64_t fs_unet_slot_numel(const fs_unet_slot *s) { return fs_wslot_numel(s); }
 
 /* config.c: a diffusers unet/config.json; or the shapes of an SGM file's
  * tensors named prefix + SGM name (prefix "model.diffusion_model."). */

@@ -1,8 +1,8 @@
 /* unet/slots.c: the binding table. For any fs_unet_config it lists every
  * weight tensor of the UNet under its diffusers name with its PyTorch shape
- * and the pointer in fs_unet_weights that receives the converted floats; then
- * one block holds them all. Loading (load.c) and random init walk this table,
- * so the two can never disagree about what a UNet contains.
+ * and the pointer in fs_unet_weights that receives the converted floats,
+ * described to io's table builder. Loading (load.c) and random init walk
+ * this table, so the two can never disagree about what a UNet contains.
  *
  * The order of slots is module order (diffusers' state_dict order), which is
  * also the order `freescale inspect` and the tests report them in. */
@@ -75,61 +75,23 @@ fs_code fs_unet_config_check(const fs_unet_config *c, fs_error *err) {
 
 /* ---------------------------------------------------------------- the table */
 
-typedef struct {
-    fs_unet *u;
-    size_t cap;
-    fs_code rc;
-    fs_error *err;
-} builder;
-
-static void add(builder *b, float **dst, fs_slot_kind kind, int ndim, const int64_t *shape,
-                const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-
-static void add(builder *b, float **dst, fs_slot_kind kind, int ndim, const int64_t *shape,
-                const char *fmt, ...) {
-    if (b->rc) return;
-    fs_unet *u = b->u;
-    if (u->nslots == b->cap) {
-        size_t cap = b->cap ? 2 * b->cap : 256;
-        fs_unet_slot *s = realloc(u->slots, cap * sizeof *s);
-        if (!s) { b->rc = fs_fail(b->err, FS_ERR_NOMEM, "UNet: out of memory for slots"); return; }
-        u->slots = s;
-        b->cap = cap;
-    }
-    fs_unet_slot *s = &u->slots[u->nslots++];
-    memset(s, 0, sizeof *s);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(s->name, sizeof s->name, fmt, ap);
-    va_end(ap);
-    s->ndim = ndim;
-    for (int d = 0; d < ndim; d++) s->shape[d] = shape[d];
-    s->dst = dst;
-    s->kind = kind;
+/* nn's weight types, described to the core's table builder (io.h). */
+static void add_linear(fs_wtable *b, fs_linear_w *l, int in, int out, int bias, const char *p) {
+    *l = (fs_linear_w){.in = in, .out = out};
+    fs_wtable_pair(b, &l->w, bias ? &l->b : NULL, FS_WSLOT_PLAIN, 2, (int64_t[]){out, in}, p);
 }
 
-static void add_linear(builder *b, fs_linear_w *l, int in, int out, int bias, const char *p) {
-    l->in = in;
-    l->out = out;
-    add(b, &l->w, FS_SLOT_PLAIN, 2, (int64_t[]){out, in}, "%s.weight", p);
-    if (bias) add(b, &l->b, FS_SLOT_PLAIN, 1, (int64_t[]){out}, "%s.bias", p);
+static void add_conv(fs_wtable *b, fs_conv_w *cw, int in, int out, int k, const char *p) {
+    *cw = (fs_conv_w){.in = in, .out = out, .k = k};
+    fs_wtable_pair(b, &cw->w, &cw->b, FS_WSLOT_CONV_OIHW, 4, (int64_t[]){out, in, k, k}, p);
 }
 
-static void add_conv(builder *b, fs_conv_w *cw, int in, int out, int k, const char *p) {
-    cw->in = in;
-    cw->out = out;
-    cw->k = k;
-    add(b, &cw->w, FS_SLOT_CONV_OIHW, 4, (int64_t[]){out, in, k, k}, "%s.weight", p);
-    add(b, &cw->b, FS_SLOT_PLAIN, 1, (int64_t[]){out}, "%s.bias", p);
+static void add_norm(fs_wtable *b, fs_norm_w *n, int c, const char *p) {
+    *n = (fs_norm_w){.c = c};
+    fs_wtable_pair(b, &n->gamma, &n->beta, FS_WSLOT_PLAIN, 1, (int64_t[]){c}, p);
 }
 
-static void add_norm(builder *b, fs_norm_w *n, int c, const char *p) {
-    n->c = c;
-    add(b, &n->gamma, FS_SLOT_PLAIN, 1, (int64_t[]){c}, "%s.weight", p);
-    add(b, &n->beta, FS_SLOT_PLAIN, 1, (int64_t[]){c}, "%s.bias", p);
-}
-
-static void add_resnet(builder *b, fs_resnet_w *r, int cin, int cout, int temb, const char *p) {
+static void add_resnet(fs_wtable *b, fs_resnet_w *r, int cin, int cout, int temb, const char *p) {
     char q[160];
     r->cin = cin;
     r->cout = cout;
@@ -144,7 +106,7 @@ static void add_resnet(builder *b, fs_resnet_w *r, int cin, int cout, int temb, 
     }
 }
 
-static void add_tblock(builder *b, fs_tblock_w *t, int c, int ctx, const char *p) {
+static void add_tblock(fs_wtable *b, fs_tblock_w *t, int c, int ctx, const char *p) {
     char q[200];
     snprintf(q, sizeof q, "%s.norm1", p); add_norm(b, &t->norm1, c, q);
     snprintf(q, sizeof q, "%s.attn1.to_q", p); add_linear(b, &t->attn1_q, c, c, 0, q);
@@ -161,7 +123,7 @@ static void add_tblock(builder *b, fs_tblock_w *t, int c, int ctx, const char *p
     snprintf(q, sizeof q, "%s.ff.net.2", p); add_linear(b, &t->ff_out, 4 * c, c, 1, q);
 }
 
-static void add_transformer(builder *b, fs_transformer_w *tr, int c, int heads, int depth,
+static void add_transformer(fs_wtable *b, fs_transformer_w *tr, int c, int heads, int depth,
                             int ctx, const char *p) {
     char q[160];
     tr->channels = c;
@@ -202,7 +164,7 @@ fs_code fs_unet_build_slots(fs_unet *u, fs_error *err) {
     fs_code rc = fs_unet_config_check(c, err);
     if (rc) return rc;
     fs_unet_free_slots(u);
-    builder b = {.u = u, .err = err};
+    fs_wtable b = {.model = "UNet", .err = err};
     fs_unet_weights *w = &u->w;
     const int L = c->layers_per_block, last = c->levels - 1, temb = c->time_embed_dim;
     char p[160];
@@ -260,17 +222,8 @@ fs_code fs_unet_build_slots(fs_unet *u, fs_error *err) {
 
     add_norm(&b, &w->conv_norm_out, c->channels[0], "conv_norm_out");
     add_conv(&b, &w->conv_out, c->channels[0], c->out_channels, 3, "conv_out");
-    if (b.rc) {
-        fs_unet_free_slots(u);
-        return b.rc;
-    }
-    return FS_OK;
+    rc = fs_wtable_finish(&b, &u->slots, &u->nslots, NULL);
+    if (rc) fs_unet_free_slots(u);
+    return rc;
 }
 
-uint64_t fs_unet_slot_numel(const fs_unet_slot *s) { return fs_wslot_numel(s); }
-
-fs_code fs_unet_alloc_weights(fs_unet *u, fs_error *err) {
-    fs_free(u->arena_weights);
-    u->arena_weights = NULL;
-    return fs_wslots_alloc(u->slots, u->nslots, "UNet", &u->arena_weights, &u->info.params, err);
-}

@@ -60,11 +60,9 @@ typedef struct fs_unet_weights {
 
 /* One weight slot of the binding table (io.h's weight tables): the internal
  * (diffusers) name, the expected PyTorch shape, where the converted floats
- * go, and how: as they are, or OIHW convolutions turned OHWI by the loader's
- * row hook. */
+ * go, and how: as they are, or OIHW convolutions turned OHWI. */
 typedef fs_wslot fs_unet_slot;
-typedef int fs_slot_kind;
-enum { FS_SLOT_PLAIN = FS_WSLOT_PLAIN, FS_SLOT_CONV_OIHW = FS_WSLOT_CUSTOM };
+enum { FS_SLOT_PLAIN = FS_WSLOT_PLAIN, FS_SLOT_CONV_OIHW = FS_WSLOT_CONV_OIHW };
 
 struct fs_unet {
     fs_unet_config config;
@@ -87,6 +85,4 @@ const fs_unet *fs_unet_gpu_model(const fs_unet *u);
 /* The binding table for a config (fills u->slots, u->nslots, and points every
  * slot's dst into u->w). Allocates the tblock arrays. */
 fs_code fs_unet_build_slots(fs_unet *u, fs_error *err);
-/* Allocates one block for all slots' floats and points the weights into it. */
-fs_code fs_unet_alloc_weights(fs_unet *u, fs_error *err);
 #endif

@@ -1,7 +1,9 @@
-/* vae/forward.c: fs_vae_encode / fs_vae_decode / fs_vae_plan: the levels'
- * geometry for a strip plan, the planner that picks each level's memory
- * scheme (levels.c) from sizing passes, the arena, and the loop over batch
- * items; also the posterior sample and the latent scaling.
+/* vae/forward.c: the strip pass (vae_strips, which codec.c and tiled.c
+ * call) and fs_vae_plan: the levels' geometry for a strip plan, the planner
+ * that picks each level's memory scheme (levels.c) from sizing passes, the
+ * arena, and the loop over batch items; also the posterior sample and the
+ * latent scaling. Calls point down only: codec.c -> tiled.c -> forward.c ->
+ * levels.c -> blocks.c.
  *
  * The planner runs the sizing pass with every scheme at every level and
  * records each level's peak bytes and FLOPs, then takes per level the
@@ -16,12 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include "vae/fwd.h"
-
-void vfwd_trace(vfwd *f, const char *name, const vmap *m) {
-    if (!f->nn.dry && f->trace && f->trace->on_block)
-        f->trace->on_block(f->trace->user, name, f->item, vmap_row(f, m, m->lv->row0),
-                           m->lv->rows, m->lv->w, m->c);
-}
 
 /* ---------------------------------------------------------------- setup */
 
@@ -247,37 +243,6 @@ fs_code vae_strips(fs_vae *v, fs_comm *comm, const fs_strip_plan *plan, int h, i
     fs_arena_destroy(f->nn.arena);
     free(f);
     return rc;
-}
-
-static fs_code check_model(const fs_vae *v, const fs_strip_plan *plan, const void *in,
-                           const void *out, const char *what, fs_error *err) {
-    if (!v || !plan || !in || !out)
-        return fs_fail(err, FS_ERR_INVALID, "%s: NULL model, plan or tensor", what);
-    if (!v->block || v->st)
-        return fs_fail(err, FS_ERR_INVALID, "%s: the weights are not loaded (call "
-                       "fs_vae_load_weights)", what);
-    return FS_OK;
-}
-
-fs_code fs_vae_decode(fs_vae *v, fs_comm *comm, const fs_strip_plan *plan, int h, int w, int n,
-                      const float *z, float *image, const fs_vae_opts *opts, fs_error *err) {
-    fs_error local = {0};
-    if (!err) err = &local; /* the helpers read the code back */
-    fs_code rc = check_model(v, plan, z, image, "VAE decode", err);
-    if (rc) return rc;
-    if (opts && opts->tiled) return vae_tiled(v, comm, plan, h, w, n, z, image, opts, 1, err);
-    return vae_strips(v, comm, plan, h, w, n, z, image, opts, 1, err);
-}
-
-fs_code fs_vae_encode(fs_vae *v, fs_comm *comm, const fs_strip_plan *plan, int h, int w, int n,
-                      const float *image, float *moments, const fs_vae_opts *opts,
-                      fs_error *err) {
-    fs_error local = {0};
-    if (!err) err = &local;
-    fs_code rc = check_model(v, plan, image, moments, "VAE encode", err);
-    if (rc) return rc;
-    if (opts && opts->tiled) return vae_tiled(v, comm, plan, h, w, n, image, moments, opts, 0, err);
-    return vae_strips(v, comm, plan, h, w, n, image, moments, opts, 0, err);
 }
 
 fs_code fs_vae_plan(const fs_vae *v, int decode, const fs_strip_plan *plan, int h, int w,

@@ -1,5 +1,6 @@
 /* vae/fwd.h: what the VAE's pass files (blocks.c, levels.c, forward.c,
- * tiled.c) share; private to vae/.
+ * tiled.c, codec.c) share; private to vae/. Calls point one way: codec.c ->
+ * tiled.c -> forward.c -> levels.c -> blocks.c.
  *
  * A pass works on one batch item at a time (nn_ctx.n = 1) and on this
  * rank's row strip at every resolution. Resolution r is the image divided by
@@ -122,13 +123,14 @@ fs_code vresnet(vfwd *f, const vae_resnet_w *rw, vmap *x, vmap *y, int recompute
 fs_code vattention(vfwd *f, const vae_attn_w *aw, vmap *x);
 
 /* ---------------------------------------------------------------- levels.c */
+/* The trace hook after a block (nothing in a dry pass). */
+void vfwd_trace(vfwd *f, const char *name, const vmap *m);
 /* The decoder from z (this item's strip, [rows][w][latent]) to the image
  * strip ([8 rows][8 w][out]); the encoder from the image strip to moments. */
 fs_code vae_decoder_run(vfwd *f, const float *z, float *image);
 fs_code vae_encoder_run(vfwd *f, const float *image, float *moments);
 
 /* ---------------------------------------------------------------- forward.c */
-void vfwd_trace(vfwd *f, const char *name, const vmap *m);
 /* The strip passes (no tiling): every item of in -> out. */
 fs_code vae_strips(fs_vae *v, fs_comm *comm, const fs_strip_plan *plan, int h, int w, int n,
                    const float *in, float *out, const fs_vae_opts *opts, int decode,

@@ -45,6 +45,13 @@
 #include <string.h>
 #include "vae/fwd.h"
 
+/* The trace hook after a block (nothing in a dry pass). */
+void vfwd_trace(vfwd *f, const char *name, const vmap *m) {
+    if (!f->nn.dry && f->trace && f->trace->on_block)
+        f->trace->on_block(f->trace->user, name, f->item, vmap_row(f, m, m->lv->row0),
+                           m->lv->rows, m->lv->w, m->c);
+}
+
 static int floor_div2(int v) { return v >= 0 ? v / 2 : -((1 - v) / 2); }
 
 /* Bands over this strip's rows [row0, row1) of lv, `B` rows each. */

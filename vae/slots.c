@@ -60,66 +60,28 @@ fs_code vae_config_check(const fs_vae_config *c, fs_error *err) {
 
 /* ---------------------------------------------------------------- the table */
 
+/* nn's weight types, described to the core's table builder (io.h). */
 typedef struct {
-    fs_vae *v;
-    size_t cap;
+    fs_wtable t;
     int sgm_attention;
-    fs_code rc;
-    fs_error *err;
 } builder;
 
-static void add(builder *b, float **dst, int kind, int ndim, const int64_t *shape,
-                const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-
-static void add(builder *b, float **dst, int kind, int ndim, const int64_t *shape,
-                const char *fmt, ...) {
-    if (b->rc) return;
-    fs_vae *v = b->v;
-    if (v->nslots == b->cap) {
-        size_t cap = b->cap ? 2 * b->cap : 256;
-        fs_wslot *s = realloc(v->slots, cap * sizeof *s);
-        if (!s) { b->rc = fs_fail(b->err, FS_ERR_NOMEM, "VAE: out of memory for slots"); return; }
-        v->slots = s;
-        b->cap = cap;
-    }
-    fs_wslot *s = &v->slots[v->nslots++];
-    memset(s, 0, sizeof *s);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(s->name, sizeof s->name, fmt, ap);
-    va_end(ap);
-    s->ndim = ndim;
-    for (int d = 0; d < ndim; d++) s->shape[d] = shape[d];
-    s->dst = dst;
-    s->kind = kind;
-}
-
-/* Convolutions are OIHW in files and OHWI here: FS_WSLOT_CUSTOM rows go
- * through load.c's hook. */
 static void add_conv(builder *b, nn_conv_w *cw, int in, int out, int k, const char *p) {
-    cw->in = in;
-    cw->out = out;
-    cw->k = k;
-    add(b, &cw->w, k > 1 ? FS_WSLOT_CUSTOM : FS_WSLOT_PLAIN, 4, (int64_t[]){out, in, k, k},
-        "%s.weight", p);
-    add(b, &cw->b, FS_WSLOT_PLAIN, 1, (int64_t[]){out}, "%s.bias", p);
+    *cw = (nn_conv_w){.in = in, .out = out, .k = k};
+    fs_wtable_pair(&b->t, &cw->w, &cw->b, FS_WSLOT_CONV_OIHW, 4, (int64_t[]){out, in, k, k}, p);
 }
 
 static void add_norm(builder *b, nn_norm_w *n, int c, const char *p) {
-    n->c = c;
-    add(b, &n->gamma, FS_WSLOT_PLAIN, 1, (int64_t[]){c}, "%s.weight", p);
-    add(b, &n->beta, FS_WSLOT_PLAIN, 1, (int64_t[]){c}, "%s.bias", p);
+    *n = (nn_norm_w){.c = c};
+    fs_wtable_pair(&b->t, &n->gamma, &n->beta, FS_WSLOT_PLAIN, 1, (int64_t[]){c}, p);
 }
 
 /* A Linear [out][in] (diffusers) or a 1x1 conv [out][in][1][1] (SGM files):
  * the same floats in the same order either way. */
 static void add_proj(builder *b, nn_linear_w *l, int c, const char *p) {
-    l->in = l->out = c;
-    if (b->sgm_attention)
-        add(b, &l->w, FS_WSLOT_PLAIN, 4, (int64_t[]){c, c, 1, 1}, "%s.weight", p);
-    else
-        add(b, &l->w, FS_WSLOT_PLAIN, 2, (int64_t[]){c, c}, "%s.weight", p);
-    add(b, &l->b, FS_WSLOT_PLAIN, 1, (int64_t[]){c}, "%s.bias", p);
+    *l = (nn_linear_w){.in = c, .out = c};
+    fs_wtable_pair(&b->t, &l->w, &l->b, FS_WSLOT_PLAIN, b->sgm_attention ? 4 : 2,
+                   (int64_t[]){c, c, 1, 1}, p);
 }
 
 static void add_resnet(builder *b, vae_resnet_w *r, int cin, int cout, const char *p) {
@@ -165,7 +127,7 @@ fs_code vae_build_slots(fs_vae *v, int sgm_attention, fs_error *err) {
     fs_code rc = vae_config_check(c, err);
     if (rc) return rc;
     vae_free_slots(v);
-    builder b = {.v = v, .sgm_attention = sgm_attention, .err = err};
+    builder b = {.t = {.model = "VAE", .err = err}, .sgm_attention = sgm_attention};
     vae_encoder_w *e = &v->w.enc;
     vae_decoder_w *d = &v->w.dec;
     const int L = c->layers_per_block, last = c->levels - 1, lat = c->latent_channels;
@@ -208,8 +170,9 @@ fs_code vae_build_slots(fs_vae *v, int sgm_attention, fs_error *err) {
     add_conv(&b, &d->conv_out, c->channels[0], c->out_channels, 3, "decoder.conv_out");
     if (c->quant_conv) add_conv(&b, &v->w.quant_conv, 2 * lat, 2 * lat, 1, "quant_conv");
     if (c->post_quant_conv) add_conv(&b, &v->w.post_quant_conv, lat, lat, 1, "post_quant_conv");
-    if (b.rc) vae_free_slots(v);
-    return b.rc;
+    rc = fs_wtable_finish(&b.t, &v->slots, &v->nslots, NULL);
+    if (rc) vae_free_slots(v);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- names */

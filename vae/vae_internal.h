@@ -1,5 +1,5 @@
 /* vae internals shared by the loader (slots.c, load.c) and the passes
- * (blocks.c, levels.c, forward.c, tiled.c): the weights as a tree of structs
+ * (blocks.c, levels.c, forward.c, tiled.c, codec.c): the weights as a tree of structs
  * of float pointers, every pointer filled by name binding (io.h's weight
  * tables). Not a public header: only vae/ includes it. */
 #ifndef FS_VAE_INTERNAL_H
