@@ -103,8 +103,19 @@ fs_code jk_check_number(const fs_job *job, const char *key, float v, float lo, f
 static const char *const stage_presets[] = {"2k", "4k", "8k", "16k"};
 #define N_PRESETS 4
 #define PRESET_BASE 1024
-#define STAGES_WHAT "a list of 1..8 sizes (each an integer, [width, height] or {width: ..., " \
-                    "height: ...}) or one of 2k, 4k, 8k, 16k"
+
+/* "a list of 1..8 sizes (each an integer, [width, height] or {width: ...,
+ * height: ...}) or one of 2k, 4k, 8k, 16k": the count from the entry. */
+static fs_code stages_expected(jr_ctx *c, const fs_job_key_def *d, const yd_node *v) {
+    char what[200];
+    int at = snprintf(what, sizeof what, "a list of %llu..%llu sizes (each an integer, [%s, %s] or "
+                      "{%s: ..., %s: ...}) or one of", (unsigned long long)d->lo,
+                      (unsigned long long)d->hi, d->pair.names[0], d->pair.names[1],
+                      d->pair.names[0], d->pair.names[1]);
+    for (int p = 0; p < N_PRESETS && at > 0 && (size_t)at < sizeof what; p++)
+        at += snprintf(what + at, sizeof what - (size_t)at, "%s %s", p ? "," : "", stage_presets[p]);
+    return jr_fail_expected(c, v, FS_ERR_INVALID, NULL, what);
+}
 
 static fs_code read_stages(jr_ctx *c, const fs_job_key_def *d, const yd_node *v, fs_job *job) {
     int n = 0, w[FS_JOB_MAX_STAGES] = {0}, h[FS_JOB_MAX_STAGES] = {0};
@@ -115,10 +126,14 @@ static fs_code read_stages(jr_ctx *c, const fs_job_key_def *d, const yd_node *v,
                 n = p + 2;
                 for (int i = 0; i < n; i++) w[i] = h[i] = PRESET_BASE << i;
             }
-        if (!n) return jr_fail_expected(c, v, FS_ERR_INVALID, NULL, STAGES_WHAT);
+        if (!n) return stages_expected(c, d, v);
     } else if (!jr_is_null(v) && v->kind == YD_SEQ) {
-        if (v->count < d->lo || v->count > d->hi)
-            return jr_fail_expected(c, v, FS_ERR_RANGE, NULL, "1..8 sizes");
+        if (v->count < d->lo || v->count > d->hi) {
+            char what[64];
+            snprintf(what, sizeof what, "%llu..%llu sizes", (unsigned long long)d->lo,
+                     (unsigned long long)d->hi);
+            return jr_fail_expected(c, v, FS_ERR_RANGE, NULL, what);
+        }
         const char *key = c->key;
         char item[32];
         c->key = item;  /* "stages[1]: height: ..." */
@@ -135,7 +150,7 @@ static fs_code read_stages(jr_ctx *c, const fs_job_key_def *d, const yd_node *v,
         if (rc) return rc;
         n = (int)v->count;
     } else {
-        return jr_fail_expected(c, v, FS_ERR_INVALID, NULL, STAGES_WHAT);
+        return stages_expected(c, d, v);
     }
     job->n_stages = n;
     memset(job->stage_width, 0, sizeof job->stage_width);  /* unused tails stay 0: equal bytes */
@@ -274,10 +289,14 @@ static fs_code check_freeu(const fs_job_key_def *d, const fs_job *job, fs_error 
         if ((rc = jk_check_number(job, key, f[i], (float)d->min, (float)d->max, 0, err))) return rc;
     }
     /* "freeu: false" is written without factors: an off FreeU holds the defaults */
-    if (!job->freeu && !fs_job_freeu_factors_default(job))
-        return fs_fail(err, FS_ERR_INVALID, "%s: freeu: off, but b1, b2, s1, s2 are not the "
-                       "defaults 1.1, 1.2, 0.6, 0.4 (they only mean something when FreeU is on)",
-                       job->source);
+    if (!job->freeu && !fs_job_freeu_factors_default(job)) {
+        const char *const *n = fs_job_freeu_names;
+        const float *f0 = fs_job_freeu_defaults;
+        return fs_fail(err, FS_ERR_INVALID, "%s: %s: off, but %s, %s, %s, %s are not the defaults "
+                       "%g, %g, %g, %g (they only mean something when FreeU is on)", job->source,
+                       d->name, n[0], n[1], n[2], n[3], (double)f0[0], (double)f0[1],
+                       (double)f0[2], (double)f0[3]);
+    }
     return FS_OK;
 }
 
@@ -348,7 +367,7 @@ const fs_job_key_def fs_job_keys[K_COUNT] = {
                      .help = "the values the weights are rounded to after loading; compute is fp32"},
     [K_NOISE] = {"noise", JK_PATH, FIELD(noise), .file_kind = "a .safetensors file", .def = "",
                  .help = "initial noise instead of the seeded RNG: tensor `noise` [1, 4, h/8, w/8], "
-                         "F32 NCHW as diffusers' `latents=`"},
+                         "F32 NCHW as diffusers' `latents=`, before init_noise_sigma"},
     [K_ORIGINAL_SIZE] = {"original_size", JK_PAIR, PAIR(orig_width, orig_height),
                          .pair = {{"width", "height"}, 1, 65536, 1}, .follows = "stage 0's size",
                          .help = "SDXL micro-conditioning; FreeScale keeps the time ids at the "

@@ -73,7 +73,8 @@ static fs_code set_value(jr_ctx *c, fs_job_key k, const yd_node *v, fs_job *job)
 /* ---------------------------------------------------------------- entry points */
 
 /* The keys a file left out that follow others, and the checks between
- * keys, each error at the value it is about (vals: the value nodes). */
+ * keys (the entries' own checks), each error at the value it is about and
+ * naming where steps came from (vals: the value nodes). */
 static fs_code resolve_file(jr_ctx *c, const yd_node *const *vals, fs_job *job) {
     int n = job->n_stages, lw = job->stage_width[n - 1], lh = job->stage_height[n - 1];
     char steps_at[64];
@@ -100,7 +101,7 @@ static fs_code resolve_file(jr_ctx *c, const yd_node *const *vals, fs_job *job) 
         job->target_width = job->stage_width[0], job->target_height = job->stage_height[0];
     if (!vals[K_RESTART_STEP]) {
         job->restart_step = fs_job_default_restart(job->steps);
-    } else if (job->restart_step >= job->steps) {
+    } else if (fs_job_keys[K_RESTART_STEP].check(&fs_job_keys[K_RESTART_STEP], job, NULL)) {
         c->key = fs_job_keys[K_RESTART_STEP].name;
         return jr_fail_at(c, vals[K_RESTART_STEP], FS_ERR_RANGE,
                           "expected an integer 0..%d (below steps: %d, %s), got %d",
@@ -108,7 +109,7 @@ static fs_code resolve_file(jr_ctx *c, const yd_node *const *vals, fs_job *job) 
     }
     if (!vals[K_DILATE_TAU]) {
         job->dilate_tau = fs_job_default_dilate_tau(job->steps);
-    } else if (job->dilate_tau > job->steps) {
+    } else if (fs_job_keys[K_DILATE_TAU].check(&fs_job_keys[K_DILATE_TAU], job, NULL)) {
         c->key = fs_job_keys[K_DILATE_TAU].name;
         return jr_fail_at(c, vals[K_DILATE_TAU], FS_ERR_RANGE,
                           "expected an integer 0..%d (at most steps: %d, %s), got %d", job->steps,
