@@ -27,10 +27,10 @@ static const char *value_name(const fs_job_key_def *d, int v) {
  * parsed job; a job built or changed by hand is checked here). */
 static fs_code check_key(const fs_job_key_def *d, const fs_job *job, fs_error *err) {
     if (d->check) return d->check(d, job, err);
-    int v = d->type == JK_STRING || d->type == JK_PATH || d->type == JK_U64 || d->type == JK_NUMBER ||
-                    d->type == JK_CUSTOM
-                ? 0
-                : *JK_CFIELD(int, job, d->field);
+    /* JK_INT, JK_BOOL, JK_CHOICE, JK_ENUM: an int field */
+    int int_field = d->type == JK_INT || d->type == JK_BOOL || d->type == JK_CHOICE ||
+                    d->type == JK_ENUM;
+    int v = int_field ? *JK_CFIELD(int, job, d->field) : 0;
     switch (d->type) {
     case JK_STRING:
     case JK_PATH: {
