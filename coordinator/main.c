@@ -8,6 +8,7 @@
 #include "coordinator/commands.h"
 #include "core/core.h"
 #include "io/io.h"
+#include "jobs/jobs.h"
 #include "kernels/kernels.h"
 #include "worker/worker.h"
 
@@ -31,6 +32,7 @@ static void usage(FILE *f) {
             "        smallest that does (exit 3 when the first count listed does not fit)\n"
             "  validate JOB.yaml [--set key=value ...]\n"
             "        reads and checks a job file (see jobs/example.yaml) and prints the resolved job\n"
+            "  keys    every job key: its values, default and what it does (a Markdown table)\n"
             "  check [--size H] [--channels C] [--dilation D] [--seed S]\n"
             "        a GroupNorm+SiLU+3x3-conv block on row strips (run it under mpirun), with\n"
             "        the render's exact GroupNorm sums and halos,\n"
@@ -49,6 +51,26 @@ static int parse_int(const char *opt, const char *val, int lo, int hi, int *out)
         return -1;
     }
     *out = (int)v;
+    return 0;
+}
+
+/* freescale keys: the job key table as Markdown; the README's "Job files"
+ * table is this output (tests/cli_keys.sh). */
+static int cmd_keys(int argc, char **argv) {
+    (void)argv;
+    if (argc) {
+        fprintf(stderr, "freescale keys: takes no arguments\n");
+        return 2;
+    }
+    size_t need = fs_job_keys_markdown(NULL, 0);
+    char *text = malloc(need + 1);
+    if (!text) {
+        fprintf(stderr, "freescale keys: out of memory\n");
+        return 1;
+    }
+    fs_job_keys_markdown(text, need + 1);
+    fputs(text, stdout);
+    free(text);
     return 0;
 }
 
@@ -120,6 +142,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "validate")) return cmd_validate(argc - 2, argv + 2);
     if (!strcmp(cmd, "plan")) return cmd_plan(argc - 2, argv + 2);
     if (!strcmp(cmd, "check")) return cmd_check(argc - 2, argv + 2);
+    if (!strcmp(cmd, "keys")) return cmd_keys(argc - 2, argv + 2);
     fprintf(stderr, "freescale: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;

@@ -13,10 +13,6 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-const jr_pair_spec jr_size_spec = {{"width", "height"}, 64, 65536, 64};
-const jr_pair_spec jr_cond_spec = {{"width", "height"}, 1, 65536, 1};
-const jr_pair_spec jr_crop_spec = {{"left", "top"}, 0, 65536, 1};
-
 fs_code jr_fail_at(const jr_ctx *c, const yd_node *n, fs_code code, const char *fmt, ...) {
     char body[900];
     va_list ap;
@@ -238,57 +234,58 @@ static size_t levenshtein(const char *a, const char *b) {
 
 /* The known name nearest to an unknown one: edit distance <= 2, or one
  * name a prefix of the other ("negative" -> "negative_prompt"); NULL if none. */
-static const char *suggest(const char *name, const char *const *names, int count) {
+static const char *suggest(const char *name, const jr_names *names) {
     const char *best = NULL;
     size_t best_d = 3, ln = strlen(name);
-    for (int i = 0; i < count; i++) {
-        size_t d = levenshtein(name, names[i]);
-        if (d < best_d) { best_d = d; best = names[i]; }
+    for (int i = 0; i < names->count; i++) {
+        size_t d = levenshtein(name, jr_name(names, i));
+        if (d < best_d) { best_d = d; best = jr_name(names, i); }
     }
     if (best || ln < 3) return best;
-    for (int i = 0; i < count; i++) {
-        size_t lk = strlen(names[i]);
-        if (!strncmp(name, names[i], ln < lk ? ln : lk)) return names[i];
+    for (int i = 0; i < names->count; i++) {
+        const char *known = jr_name(names, i);
+        size_t lk = strlen(known);
+        if (!strncmp(name, known, ln < lk ? ln : lk)) return known;
     }
     return NULL;
 }
 
-int jr_find_name(const char *name, size_t len, const char *const *names, int count) {
+int jr_find_name(const char *name, size_t len, const jr_names *names) {
     if (len != strlen(name)) return -1;
-    for (int i = 0; i < count; i++)
-        if (!strcmp(name, names[i])) return i;
+    for (int i = 0; i < names->count; i++)
+        if (!strcmp(name, jr_name(names, i))) return i;
     return -1;
 }
 
-fs_code jr_fail_unknown(const jr_ctx *c, const yd_node *key, const char *const *names, int count) {
+fs_code jr_fail_unknown(const jr_ctx *c, const yd_node *key, const jr_names *names) {
     char v[200], known[1024] = "";
     jr_show(key->text, key->len, v, sizeof v);
     if (!strcmp(key->text, "<<"))
         return jr_fail_at(c, key, FS_ERR_INVALID, "merge keys ('<<') are not supported; "
                           "write the keys out");
-    const char *s = key->len == strlen(key->text) ? suggest(key->text, names, count) : NULL;
+    const char *s = key->len == strlen(key->text) ? suggest(key->text, names) : NULL;
     if (s) return jr_fail_at(c, key, FS_ERR_INVALID, "unknown key '%s' (did you mean '%s'?)", v, s);
-    for (int i = 0; i < count; i++) {
-        strcat(known, names[i]);
-        if (i + 1 < count) strcat(known, ", ");
+    for (int i = 0; i < names->count; i++) {
+        strcat(known, jr_name(names, i));
+        if (i + 1 < names->count) strcat(known, ", ");
     }
     return jr_fail_at(c, key, FS_ERR_INVALID, "unknown key '%s' (known keys: %s)", v, known);
 }
 
 /* A key node of a mapping: a non-null scalar naming one of names. seen[i]
  * holds the node that named i first (duplicates are errors). */
-fs_code jr_read_key(const jr_ctx *c, const yd_node *key, const char *const *names, int count,
+fs_code jr_read_key(const jr_ctx *c, const yd_node *key, const jr_names *names,
                     const yd_node **seen, int *index) {
     char d[256];
     if (jr_is_null(key) || key->kind != YD_SCALAR)
         return jr_fail_at(c, key, FS_ERR_INVALID, "expected a key name, got %s",
                           jr_describe(key, d, sizeof d));
-    int k = jr_find_name(key->text, key->len, names, count);
-    if (k < 0) return jr_fail_unknown(c, key, names, count);
+    int k = jr_find_name(key->text, key->len, names);
+    if (k < 0) return jr_fail_unknown(c, key, names);
     if (seen[k])
         return jr_fail_at(c, key, FS_ERR_INVALID,
                           "duplicate key '%s' (first at line %d, column %d; again at line %d, "
-                          "column %d)", names[k], seen[k]->line, seen[k]->col, key->line, key->col);
+                          "column %d)", jr_name(names, k), seen[k]->line, seen[k]->col, key->line, key->col);
     seen[k] = key;
     *index = k;
     return FS_OK;
@@ -316,7 +313,8 @@ fs_code jr_get_pair(const jr_ctx *c, const yd_node *n, const jr_pair_spec *ps, i
         const yd_node *seen[2] = {NULL, NULL};
         for (size_t i = 0; i < n->count; i++) {
             int k;
-            if ((rc = jr_read_key(c, n->items[2 * i], ps->names, 2, seen, &k)) ||
+            jr_names names = JR_NAMES(ps->names, 2);
+            if ((rc = jr_read_key(c, n->items[2 * i], &names, seen, &k)) ||
                 (rc = jr_get_int(c, n->items[2 * i + 1], ps->names[k], ps->lo, ps->hi, ps->mult,
                                  &v[k])))
                 return rc;

@@ -49,21 +49,34 @@ fs_code jr_get_string(const jr_ctx *c, const yd_node *n, size_t cap, int null_ok
 fs_code jr_get_enum(const jr_ctx *c, const yd_node *n, const char *const *names, int count,
                     int *out);
 
+/* The names a mapping's keys may take: count strings, each at `stride`
+ * bytes from the one before, so both a plain array of names and the name
+ * field of a table of structs (the job keys) can be searched. */
+typedef struct {
+    const void *first;   /* the first name's (const char *) slot */
+    size_t stride;
+    int count;
+} jr_names;
+#define JR_NAMES(array, n) ((jr_names){(array), sizeof *(array), (n)})
+static inline const char *jr_name(const jr_names *ns, int i) {
+    return *(const char *const *)(const void *)((const char *)ns->first + (size_t)i * ns->stride);
+}
+
 /* Keys of a mapping: index of name in names, or -1. */
-int jr_find_name(const char *name, size_t len, const char *const *names, int count);
+int jr_find_name(const char *name, size_t len, const jr_names *names);
 /* "unknown key 'x' (did you mean 'y'?)" or "(known keys: ...)". */
-fs_code jr_fail_unknown(const jr_ctx *c, const yd_node *key, const char *const *names, int count);
+fs_code jr_fail_unknown(const jr_ctx *c, const yd_node *key, const jr_names *names);
 /* A key node naming one of names; seen[i] holds the node that named i
  * first (a second one is a duplicate-key error). */
-fs_code jr_read_key(const jr_ctx *c, const yd_node *key, const char *const *names, int count,
+fs_code jr_read_key(const jr_ctx *c, const yd_node *key, const jr_names *names,
                     const yd_node **seen, int *index);
 
-/* size-like values: one integer (both), [a, b] or {a: A, b: B}. */
+/* size-like values: one integer (both), [a, b] or {a: A, b: B}, each part
+ * a multiple of mult in lo..hi (the job key table holds the specs). */
 typedef struct {
     const char *names[2];
     int lo, hi, mult;
 } jr_pair_spec;
-extern const jr_pair_spec jr_size_spec, jr_cond_spec, jr_crop_spec;
 fs_code jr_get_pair(const jr_ctx *c, const yd_node *n, const jr_pair_spec *ps, int *a, int *b);
 
 /* A path that must exist, stored absolute and resolved (relative ones

@@ -1,5 +1,6 @@
 /* jobs/jobs.c: the job schema. Reads the tree yaml_doc.c builds, one key at
- * a time, into an fs_job; every value goes through the same readers
+ * a time, into an fs_job, as the key's entry in the table (job_keys.c)
+ * says; every value goes through the same readers
  * (job_read.c) whether it comes from the file or from --set, so both give
  * the same checks and the same messages (only the prefix differs:
  * "job.yaml:3:8: steps: ..." or "--set steps: ..."). Keys whose defaults
@@ -19,212 +20,61 @@
 
 #define JOB_FILE_MAX (1u << 20)  /* a job is a few hundred bytes; refuse anything absurd */
 
-const char *const fs_job_key_names[K_COUNT] = {
-    [K_MODEL] = "model",         [K_PROMPT] = "prompt",       [K_NEGATIVE_PROMPT] = "negative_prompt",
-    [K_SEED] = "seed",           [K_STEPS] = "steps",         [K_GUIDANCE] = "guidance",
-    [K_SCHEDULER] = "scheduler", [K_SIZE] = "size",           [K_OUTPUT] = "output",
-    [K_PRECISION] = "precision", [K_NOISE] = "noise",         [K_ORIGINAL_SIZE] = "original_size",
-    [K_TARGET_SIZE] = "target_size", [K_CROP] = "crop",       [K_VAE_TILING] = "vae_tiling",
-    [K_STAGES] = "stages",       [K_RESTART_STEP] = "restart_step",
-    [K_COSINE_SCALE] = "cosine_scale", [K_COSINE_SCALE_BG] = "cosine_scale_bg",
-    [K_DILATE_TAU] = "dilate_tau", [K_FAST_MODE] = "fast_mode", [K_UPSAMPLE] = "upsample",
-    [K_MASK] = "mask",           [K_INPUT_IMAGE] = "input_image", [K_FREEU] = "freeu",
-    [K_BLUR] = "blur",           [K_BLUR_SIGMA] = "blur_sigma", [K_STAGE_OUTPUTS] = "stage_outputs",
-    [K_SCALE_FUSION] = "scale_fusion", [K_DILATION] = "dilation",
-};
+/* ---------------------------------------------------------------- one key's value */
 
-const char *const fs_job_scheduler_names[2] = {"euler", "ddim"};
-const char *const fs_job_precision_names[3] = {"fp32", "fp16", "bf16"};
-const fs_dtype fs_job_precision_dtypes[3] = {FS_DTYPE_F32, FS_DTYPE_F16, FS_DTYPE_BF16};
-const char *const fs_job_upsample_names[2] = {"rgb", "latent"};
-const char *const fs_job_blur_names[4] = {[FS_JOB_BLUR_3D] = "3d", [FS_JOB_BLUR_WC] = "wc",
-                                          [FS_JOB_BLUR_HW] = "hw", [FS_JOB_BLUR_FFT] = "fft"};
-const char *const fs_job_freeu_names[4] = {"b1", "b2", "s1", "s2"};
-const float fs_job_freeu_defaults[4] = {1.1f, 1.2f, 0.6f, 0.4f};
-
-/* ---------------------------------------------------------------- FreeScale values */
-
-/* Presets: "2k" is [1024, 2048], each next one adds the double (squares). */
-static const char *const stage_presets[] = {"2k", "4k", "8k", "16k"};
-#define N_PRESETS 4
-#define STAGES_WHAT "a list of 1..8 sizes (each an integer, [width, height] or {width: ..., " \
-                    "height: ...}) or one of 2k, 4k, 8k, 16k"
-
-static fs_code get_stages(jr_ctx *c, const yd_node *v, fs_job *job) {
-    int n = 0, w[FS_JOB_MAX_STAGES] = {0}, h[FS_JOB_MAX_STAGES] = {0};
-    fs_code rc = FS_OK;
-    if (!jr_is_null(v) && v->kind == YD_SCALAR) {
-        for (int p = 0; p < N_PRESETS && !n; p++)
-            if (v->len == strlen(stage_presets[p]) && !strcmp(v->text, stage_presets[p])) {
-                n = p + 2;
-                for (int i = 0; i < n; i++) w[i] = h[i] = 1024 << i;
-            }
-        if (!n) return jr_fail_expected(c, v, FS_ERR_INVALID, NULL, STAGES_WHAT);
-    } else if (!jr_is_null(v) && v->kind == YD_SEQ) {
-        if (v->count < 1 || v->count > FS_JOB_MAX_STAGES)
-            return jr_fail_expected(c, v, FS_ERR_RANGE, NULL, "1..8 sizes");
-        const char *key = c->key;
-        char item[32];
-        c->key = item;  /* "stages[1]: height: ..." */
-        for (size_t i = 0; i < v->count && !rc; i++) {
-            snprintf(item, sizeof item, "%s[%zu]", key, i);
-            rc = jr_get_pair(c, v->items[i], &jr_size_spec, &w[i], &h[i]);
-            if (!rc && i > 0 && (w[i] < w[i - 1] || h[i] < h[i - 1]))
-                rc = jr_fail_at(c, v->items[i], FS_ERR_INVALID,
-                                "[%d, %d] is smaller than %s[%zu], [%d, %d]: a stage must be at least "
-                                "as wide and as tall as the one before",
-                                w[i], h[i], key, i - 1, w[i - 1], h[i - 1]);
-        }
-        c->key = key;
-        if (rc) return rc;
-        n = (int)v->count;
-    } else {
-        return jr_fail_expected(c, v, FS_ERR_INVALID, NULL, STAGES_WHAT);
-    }
-    job->n_stages = n;
-    memset(job->stage_width, 0, sizeof job->stage_width);  /* unused tails stay 0: equal bytes */
-    memset(job->stage_height, 0, sizeof job->stage_height);
-    memcpy(job->stage_width, w, sizeof(int) * (size_t)n);
-    memcpy(job->stage_height, h, sizeof(int) * (size_t)n);
+/* A string key: the reader writes only on success, and "" is refused for a
+ * key that must say something, so the value is read aside first. */
+static fs_code read_string(jr_ctx *c, const fs_job_key_def *d, const yd_node *v, fs_job *job) {
+    char text[FS_JOB_TEXT_MAX > FS_JOB_PATH_MAX ? FS_JOB_TEXT_MAX : FS_JOB_PATH_MAX];
+    fs_code rc = jr_get_string(c, v, d->size, !d->nonempty, text);
+    if (rc) return rc;
+    if (d->nonempty && !text[0])
+        return jr_fail_at(c, v, FS_ERR_INVALID, "must not be empty (%s)", d->nonempty);
+    memcpy(JK_FIELD(char, job, d->field), text, d->size);
     return FS_OK;
 }
 
-static void set_freeu(fs_job *job, int on, const float f[4]) {
-    job->freeu = on;
-    job->freeu_b1 = f[0], job->freeu_b2 = f[1], job->freeu_s1 = f[2], job->freeu_s2 = f[3];
-}
-
-/* true / false / {b1:, b2:, s1:, s2:}: the value says everything, so a
- * factor left out (or FreeU turned off) is back at its default. */
-static fs_code get_freeu(jr_ctx *c, const yd_node *v, fs_job *job) {
-    float f[4];
-    memcpy(f, fs_job_freeu_defaults, sizeof f);
-    int on = jr_bool_value(v);
-    if (on < 0 && !jr_is_null(v) && v->kind == YD_MAP) {
-        const yd_node *seen[4] = {0};
-        for (size_t i = 0; i < v->count; i++) {
-            int k;
-            fs_code rc;
-            if ((rc = jr_read_key(c, v->items[2 * i], fs_job_freeu_names, 4, seen, &k)) ||
-                (rc = jr_get_number(c, v->items[2 * i + 1], fs_job_freeu_names[k], 0, 10, 0, &f[k])))
-                return rc;
-        }
-        on = 1;
-    }
-    if (on < 0)
-        return jr_fail_expected(c, v, FS_ERR_INVALID, NULL,
-                                "true, false or {b1: ..., b2: ..., s1: ..., s2: ...}");
-    set_freeu(job, on, f);
-    return FS_OK;
-}
-
-/* Reads one key's value into job; on error the job is unchanged. */
+/* Reads one key's value into job, as its table entry says; on error the
+ * job is unchanged. */
 static fs_code set_value(jr_ctx *c, fs_job_key k, const yd_node *v, fs_job *job) {
+    const fs_job_key_def *d = &fs_job_keys[k];
     fs_code rc = FS_OK;
     int i = 0, w = 0, h = 0;
     uint64_t u = 0;
-    c->key = fs_job_key_names[k];
-    switch (k) {
-    case K_MODEL: return jr_get_path(c, v, NULL, job->model);
-    case K_NOISE: return jr_get_path(c, v, "a .safetensors file", job->noise);
-    case K_MASK: return jr_get_path(c, v, "a PNG file", job->mask);
-    case K_INPUT_IMAGE: return jr_get_path(c, v, "a PNG file", job->input_image);
-    case K_PROMPT: {
-        char text[FS_JOB_TEXT_MAX];
-        if ((rc = jr_get_string(c, v, sizeof text, 0, text))) return rc;
-        if (!text[0]) return jr_fail_at(c, v, FS_ERR_INVALID, "must not be empty (the text to draw)");
-        memcpy(job->prompt, text, sizeof text);
-        return FS_OK;
-    }
-    case K_NEGATIVE_PROMPT: return jr_get_string(c, v, FS_JOB_TEXT_MAX, 1, job->negative_prompt);
-    case K_OUTPUT: {
-        char path[FS_JOB_PATH_MAX];
-        if ((rc = jr_get_string(c, v, sizeof path, 0, path))) return rc;
-        if (!path[0]) return jr_fail_at(c, v, FS_ERR_INVALID, "must not be empty (the PNG to write)");
-        memcpy(job->output, path, sizeof path);
-        return FS_OK;
-    }
-    case K_SEED:
-        if (!(rc = jr_get_u64(c, v, NULL, 0, UINT64_MAX, 1, &u))) job->seed = u;
+    c->key = d->name;
+    switch (d->type) {
+    case JK_STRING: return read_string(c, d, v, job);
+    case JK_PATH: return jr_get_path(c, v, d->file_kind, JK_FIELD(char, job, d->field));
+    case JK_U64:
+        if (!(rc = jr_get_u64(c, v, NULL, d->lo, d->hi, 1, &u))) *JK_FIELD(uint64_t, job, d->field) = u;
         return rc;
-    case K_STEPS: return jr_get_int(c, v, NULL, 1, 1000, 1, &job->steps);
-    case K_GUIDANCE: return jr_get_number(c, v, NULL, 0, 100, 0, &job->guidance);
-    case K_SCHEDULER:
-        if (!(rc = jr_get_enum(c, v, fs_job_scheduler_names, 2, &i)))
-            job->scheduler = (fs_scheduler_kind)i;
+    /* restart_step and dilate_tau: the bounds against steps are checked once
+     * every key is known (a file may name steps after them; --set:
+     * fs_job_validate) */
+    case JK_INT:
+        return jr_get_int(c, v, NULL, (int)d->lo, (int)d->hi, 1, JK_FIELD(int, job, d->field));
+    case JK_NUMBER:
+        return jr_get_number(c, v, NULL, d->min, d->max, d->lo_open, JK_FIELD(float, job, d->field));
+    case JK_BOOL: return jr_get_bool(c, v, JK_FIELD(int, job, d->field));
+    case JK_CHOICE:
+    case JK_ENUM:
+        if (!(rc = jr_get_enum(c, v, d->names, d->count, &i)))
+            *JK_FIELD(int, job, d->field) = d->values ? d->values[i] : i;
         return rc;
-    case K_PRECISION:
-        if (!(rc = jr_get_enum(c, v, fs_job_precision_names, 3, &i)))
-            job->precision = fs_job_precision_dtypes[i];
+    case JK_PAIR:
+        if (!(rc = jr_get_pair(c, v, &d->pair, &w, &h)))
+            *JK_FIELD(int, job, d->field) = w, *JK_FIELD(int, job, d->field2) = h;
         return rc;
-    case K_SIZE:
-        if (!(rc = jr_get_pair(c, v, &jr_size_spec, &w, &h))) job->width = w, job->height = h;
-        return rc;
-    case K_ORIGINAL_SIZE:
-        if (!(rc = jr_get_pair(c, v, &jr_cond_spec, &w, &h)))
-            job->orig_width = w, job->orig_height = h;
-        return rc;
-    case K_TARGET_SIZE:
-        if (!(rc = jr_get_pair(c, v, &jr_cond_spec, &w, &h)))
-            job->target_width = w, job->target_height = h;
-        return rc;
-    case K_CROP:
-        if (!(rc = jr_get_pair(c, v, &jr_crop_spec, &w, &h))) job->crop_left = w, job->crop_top = h;
-        return rc;
-    case K_VAE_TILING: return jr_get_bool(c, v, &job->vae_tiling);
-    case K_STAGES: return get_stages(c, v, job);
-    /* the bounds against steps are checked once every key is known (a file
-     * may name steps after them; --set: fs_job_validate) */
-    case K_RESTART_STEP: return jr_get_int(c, v, NULL, 0, 999, 1, &job->restart_step);
-    case K_DILATE_TAU: return jr_get_int(c, v, NULL, 0, 1000, 1, &job->dilate_tau);
-    case K_COSINE_SCALE: return jr_get_number(c, v, NULL, 0, 100, 0, &job->cosine_scale);
-    case K_COSINE_SCALE_BG: return jr_get_number(c, v, NULL, 0, 100, 0, &job->cosine_scale_bg);
-    case K_FAST_MODE: return jr_get_bool(c, v, &job->fast_mode);
-    case K_UPSAMPLE:
-        if (!(rc = jr_get_enum(c, v, fs_job_upsample_names, 2, &i))) job->upsample_latent = i;
-        return rc;
-    case K_FREEU: return get_freeu(c, v, job);
-    case K_BLUR:
-        if (!(rc = jr_get_enum(c, v, fs_job_blur_names, 4, &i))) job->blur = i;
-        return rc;
-    case K_BLUR_SIGMA: return jr_get_number(c, v, NULL, 0, 100, 1, &job->blur_sigma);
-    case K_STAGE_OUTPUTS: return jr_get_bool(c, v, &job->stage_outputs);
-    case K_SCALE_FUSION: return jr_get_bool(c, v, &job->scale_fusion);
-    case K_DILATION: return jr_get_bool(c, v, &job->dilation);
-    case K_COUNT: break;
+    case JK_CUSTOM: return d->read(c, d, v, job);
     }
     return fs_fail(c->err, FS_ERR_INVALID, "internal: key %d", (int)k);
 }
 
 /* ---------------------------------------------------------------- entry points */
 
-void fs_job_defaults(fs_job *job) {
-    memset(job, 0, sizeof *job);  /* zero tails and padding: equal jobs are equal bytes */
-    strcpy(job->source, "--set");
-    job->seed = 0;
-    job->steps = 50;
-    job->guidance = 7.5f;
-    job->scheduler = FS_SCHED_EULER;
-    job->width = job->height = 1024;
-    strcpy(job->output, "out.png");
-    job->precision = FS_DTYPE_F32;
-    job->orig_width = job->target_width = 1024;
-    job->orig_height = job->target_height = 1024;
-    job->n_stages = 1;
-    job->stage_width[0] = job->stage_height[0] = 1024;
-    job->restart_step = fs_job_default_restart(job->steps);
-    job->cosine_scale = 2.0f;
-    job->cosine_scale_bg = 1.0f;
-    job->dilate_tau = fs_job_default_dilate_tau(job->steps);
-    set_freeu(job, 0, fs_job_freeu_defaults);  /* a plain render: diffusers' plain pipeline */
-    job->blur = FS_JOB_BLUR_3D;
-    job->blur_sigma = 1.0f;
-    job->scale_fusion = 1;
-    job->dilation = 1;
-}
-
 /* The keys a file left out that follow others, and the checks between
- * keys, each error at the value it is about (vals: the value nodes). */
+ * keys (the entries' own checks), each error at the value it is about and
+ * naming where steps came from (vals: the value nodes). */
 static fs_code resolve_file(jr_ctx *c, const yd_node *const *vals, fs_job *job) {
     int n = job->n_stages, lw = job->stage_width[n - 1], lh = job->stage_height[n - 1];
     char steps_at[64];
@@ -238,7 +88,7 @@ static fs_code resolve_file(jr_ctx *c, const yd_node *const *vals, fs_job *job) 
     } else if (!vals[K_SIZE]) {
         job->width = lw, job->height = lh;
     } else if (job->width != lw || job->height != lh) {
-        c->key = fs_job_key_names[K_SIZE];
+        c->key = fs_job_keys[K_SIZE].name;
         return jr_fail_at(c, vals[K_SIZE], FS_ERR_INVALID,
                           "[%d, %d] differs from the last stage of stages (line %d, column %d), "
                           "[%d, %d]; leave size out (it follows stages) or make them equal",
@@ -251,23 +101,44 @@ static fs_code resolve_file(jr_ctx *c, const yd_node *const *vals, fs_job *job) 
         job->target_width = job->stage_width[0], job->target_height = job->stage_height[0];
     if (!vals[K_RESTART_STEP]) {
         job->restart_step = fs_job_default_restart(job->steps);
-    } else if (job->restart_step >= job->steps) {
-        c->key = fs_job_key_names[K_RESTART_STEP];
+    } else if (fs_job_keys[K_RESTART_STEP].check(&fs_job_keys[K_RESTART_STEP], job, NULL)) {
+        c->key = fs_job_keys[K_RESTART_STEP].name;
         return jr_fail_at(c, vals[K_RESTART_STEP], FS_ERR_RANGE,
                           "expected an integer 0..%d (below steps: %d, %s), got %d",
                           job->steps - 1, job->steps, steps_at, job->restart_step);
     }
     if (!vals[K_DILATE_TAU]) {
         job->dilate_tau = fs_job_default_dilate_tau(job->steps);
-    } else if (job->dilate_tau > job->steps) {
-        c->key = fs_job_key_names[K_DILATE_TAU];
+    } else if (fs_job_keys[K_DILATE_TAU].check(&fs_job_keys[K_DILATE_TAU], job, NULL)) {
+        c->key = fs_job_keys[K_DILATE_TAU].name;
         return jr_fail_at(c, vals[K_DILATE_TAU], FS_ERR_RANGE,
                           "expected an integer 0..%d (at most steps: %d, %s), got %d", job->steps,
                           job->steps, steps_at, job->dilate_tau);
     }
     /* FreeU by default for cascades only: one stage must match diffusers' plain pipeline */
-    if (!vals[K_FREEU]) set_freeu(job, job->n_stages > 1, fs_job_freeu_defaults);
+    if (!vals[K_FREEU]) fs_job_freeu_set(job, job->n_stages > 1, fs_job_freeu_defaults);
     return FS_OK;
+}
+
+/* Every key's default read from its entry by the key's own reader, then
+ * the defaults that follow other keys as for a file that names no key.
+ * The entries' defaults are constants the readers accept (test_jobs checks
+ * the resulting values), so nothing here fails. */
+void fs_job_defaults(fs_job *job) {
+    memset(job, 0, sizeof *job);  /* zero tails and padding: equal jobs are equal bytes */
+    strcpy(job->source, "--set");
+    fs_error err;
+    jr_ctx c = {"<defaults>", NULL, NULL, &err};
+    for (int k = 0; k < K_COUNT; k++) {
+        const char *def = fs_job_keys[k].def;
+        if (!def) continue;
+        yd_node v = {.kind = YD_SCALAR, .line = 1, .col = 1, .text = (char *)def,
+                     .len = strlen(def), .plain = 1};
+        (void)set_value(&c, (fs_job_key)k, &v, job);
+    }
+    job->n_stages = 1;  /* stages follows size: one stage */
+    const yd_node *none[K_COUNT] = {0};
+    (void)resolve_file(&c, none, job);
 }
 
 static fs_code apply_root(jr_ctx *c, const yd_node *root, fs_job *job) {
@@ -278,10 +149,11 @@ static fs_code apply_root(jr_ctx *c, const yd_node *root, fs_job *job) {
     const yd_node *seen[K_COUNT] = {0}, *vals[K_COUNT] = {0};
     fs_code rc;
     size_t pairs = jr_is_null(root) ? 0 : root->count;
+    const jr_names names = FS_JOB_KEY_NAMES;
     for (size_t i = 0; i < pairs; i++) {
         int k;
         c->key = NULL;
-        if ((rc = jr_read_key(c, root->items[2 * i], fs_job_key_names, K_COUNT, seen, &k)) ||
+        if ((rc = jr_read_key(c, root->items[2 * i], &names, seen, &k)) ||
             (rc = set_value(c, (fs_job_key)k, root->items[2 * i + 1], job)))
             return rc;
         vals[k] = root->items[2 * i + 1];
@@ -341,8 +213,7 @@ fs_code fs_job_load(const char *path, fs_job *job, fs_error *err) {
 /* String keys take the rest of the argument as it is (a prompt may hold
  * ": " or "#"); a value that starts with a quote is read as a YAML string. */
 static int literal_string_key(fs_job_key k, const char *value) {
-    int str = k == K_MODEL || k == K_PROMPT || k == K_NEGATIVE_PROMPT || k == K_OUTPUT ||
-              k == K_NOISE || k == K_MASK || k == K_INPUT_IMAGE;
+    int str = fs_job_keys[k].type == JK_STRING || fs_job_keys[k].type == JK_PATH;
     return str && value[0] != '"' && value[0] != '\'';
 }
 
@@ -359,7 +230,7 @@ static void follow(const fs_job *old, fs_job_key k, fs_job *job) {
         int n = job->n_stages;
         job->width = job->stage_width[n - 1], job->height = job->stage_height[n - 1];
         if (old->freeu == (old->n_stages > 1) && fs_job_freeu_factors_default(job))
-            set_freeu(job, n > 1, fs_job_freeu_defaults);
+            fs_job_freeu_set(job, n > 1, fs_job_freeu_defaults);
     }
     if (k == K_SIZE || k == K_STAGES) {  /* the time ids follow stage 0 */
         if (job->orig_width == ow && job->orig_height == oh)
@@ -383,15 +254,16 @@ fs_code fs_job_set(fs_job *job, const char *assignment, fs_error *err) {
         jr_show(assignment ? assignment : "", assignment ? strlen(assignment) : 0, sh, sizeof sh);
         return jr_fail_at(&c, NULL, FS_ERR_INVALID, "expected key=value, got '%s'", sh);
     }
+    const jr_names names = FS_JOB_KEY_NAMES;
     yd_node keynode = {.kind = YD_SCALAR, .text = (char *)assignment, .len = (size_t)(eq - assignment)};
     char keybuf[64];
     if (keynode.len >= sizeof keybuf)
-        return jr_fail_unknown(&c, &keynode, fs_job_key_names, K_COUNT);
+        return jr_fail_unknown(&c, &keynode, &names);
     memcpy(keybuf, assignment, keynode.len);
     keybuf[keynode.len] = 0;
     keynode.text = keybuf;
-    int k = jr_find_name(keybuf, keynode.len, fs_job_key_names, K_COUNT);
-    if (k < 0) return jr_fail_unknown(&c, &keynode, fs_job_key_names, K_COUNT);
+    int k = jr_find_name(keybuf, keynode.len, &names);
+    if (k < 0) return jr_fail_unknown(&c, &keynode, &names);
     const char *value = eq + 1;
     /* what the following keys compare against (see follow below) */
     const fs_job old = *job;
@@ -402,7 +274,7 @@ fs_code fs_job_set(fs_job *job, const char *assignment, fs_error *err) {
     } else {
         yd_doc doc;
         yd_error ye;
-        c.key = fs_job_key_names[k];
+        c.key = fs_job_keys[k].name;
         if (yd_parse(value, strlen(value), &doc, &ye)) {
             jr_show(value, strlen(value), sh, sizeof sh);
             return jr_fail_at(&c, NULL, ye.code, "cannot read '%s' as a YAML value: %s", sh, ye.msg);

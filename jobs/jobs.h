@@ -3,69 +3,13 @@
  * what was expected. The struct is flat (fixed-size strings, no pointers) so
  * rank 0 can broadcast it as bytes and a checkpoint can hash it.
  *
- * Keys (spec/freescale.md section 11 gives the defaults):
- *   model:            SGM .safetensors file or diffusers folder; absent or
- *                     "default": the embedded tiny model (pictures are noise)
- *   prompt:           string (required)
- *   negative_prompt:  string; absent or "" = none (SDXL's zero branch)
- *   seed:             integer >= 0                          (0)
- *   steps:            integer 1..1000                       (50)
- *   guidance:         number 0..100 (CFG scale)             (7.5)
- *   scheduler:        euler | ddim                          (euler)
- *   size:             [width, height] or {width:, height:} or a single
- *                     integer for a square; multiples of 64, 64..65536
- *                                                           (1024 x 1024)
- *   output:           PNG path                              (out.png)
- *   precision:        fp32 | fp16 | bf16: the values the weights are rounded
- *                     to after loading (fp16 = what a half-precision
- *                     pipeline holds); compute is fp32      (fp32)
- *   noise:            a .safetensors file with tensor "noise" [1, 4, h/8, w/8]
- *                     (F32, NCHW as diffusers' `latents=` argument, before the
- *                     scheduler's init_noise_sigma): initial noise instead of
- *                     the seeded counter-based RNG
- *   original_size, target_size: [width, height]   (stage 0's size: FreeScale
- *                     keeps the time ids at the base size, spec section 1.2;
- *                     for one stage that is the size)
- *   crop: [left, top]                                   ([0, 0])
- *   vae_tiling:       bool: diffusers' tiled VAE instead of exact strips (false)
- *
- * FreeScale (spec/freescale.md sections 2-5, 7, 11):
- *   stages:           the self-cascade: a list of 1..8 sizes (each written
- *                     like size: an integer for a square, [width, height] or
- *                     {width:, height:}), multiples of 64, each at least as
- *                     wide and as tall as the one before; or a preset (squares)
- *                     "2k" = [1024, 2048], "4k" = [1024, 2048, 4096],
- *                     "8k" = [1024 .. 8192], "16k" = [1024 .. 16384].
- *                     With stages, size is the last stage (left out it follows;
- *                     given, it must equal it). Absent: one stage = size, a
- *                     plain render                          ([size])
- *   restart_step:     0..steps-1: the step each later stage restarts at
- *                                                    (int(0.3 * steps): 15 at 50)
- *   cosine_scale:     number 0..100: the detail blend's alpha       (2.0)
- *   cosine_scale_bg:  number 0..100: alpha outside the mask (mask only) (1.0)
- *   dilate_tau:       0..steps: convs are dilated while step < tau
- *                                      (round(0.7 * steps), halves to even: 35 at 50)
- *   fast_mode:        bool: global attention on dilated sub-lattices (false)
- *   upsample:         rgb | latent: decode-bicubic-encode, or bicubic on the
- *                     latent (upsample_latent 0 / 1)             (rgb)
- *   mask:             PNG file (must exist; "" = none): cosine_scale where
- *                     nonzero, cosine_scale_bg elsewhere         ("")
- *   input_image:      PNG file (must exist; "" = none) that replaces stage 0;
- *                     it must be stage 0's size, which the renderer checks
- *                     (jobs reads no images)                     ("")
- *   freeu:            true | false | {b1:, b2:, s1:, s2:} (numbers 0..10; a
- *                     factor left out is its default 1.1, 1.2, 0.6, 0.4; false
- *                     also resets them)   (on for several stages, off for one:
- *                                          a plain render matches diffusers')
- *   blur:             3d | wc | hw | fft: scale fusion's low-pass (fs_job_blur) (3d)
- *   blur_sigma:       number > 0, at most 100                     (1.0)
- *   stage_outputs:    bool: also write each earlier stage's PNG next to output
- *                     as NAME_<W>x<H>.png                        (false)
- *   scale_fusion:     bool: scale fusion in the later stages (true); false for
- *                     ablations and the cascade-without-fusion benchmark
- *   dilation:         bool: restrained dilation in the later stages (true)
- *
- * Unknown keys are errors that suggest the nearest known key.
+ * The keys: one table, jobs/job_keys.c, gives each key's name, type,
+ * range, default, the field it fills and a line of help; the reader, the
+ * checks, the YAML text and --set all follow it. `freescale keys` prints it
+ * as Markdown (fs_job_keys_markdown), and the README's "Job files" table is
+ * that output (tests/cli_keys.sh compares them). spec/freescale.md section
+ * 11 gives the FreeScale defaults' sources. Unknown keys are errors that
+ * suggest the nearest known key.
  *
  * Reading rules (the same for the file and for --set):
  *   - one YAML document, a mapping at the top; at most 1 MiB, 10000 nodes,
@@ -113,6 +57,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "core/core.h"
+#include "sampler/sampler.h"   /* fs_scheduler_kind */
 
 #ifdef __cplusplus
 extern "C" {
@@ -121,12 +66,12 @@ extern "C" {
 #define FS_JOB_PATH_MAX 1024
 #define FS_JOB_TEXT_MAX 4096   /* prompt bytes + 1 */
 
-typedef enum { FS_SCHED_EULER = 0, FS_SCHED_DDIM = 1 } fs_scheduler_kind;
-/* Scale fusion's low-pass (same order as unet's fs_blur_kind). */
-typedef enum { FS_JOB_BLUR_3D = 0, FS_JOB_BLUR_WC, FS_JOB_BLUR_HW, FS_JOB_BLUR_FFT } fs_job_blur;
 #define FS_JOB_MAX_STAGES 8
 
 typedef struct fs_job {
+    /* Each field below is filled by one key of the table (jobs/job_keys.c),
+     * which gives its range and default; these comments say only how the
+     * field holds the value. */
     char source[FS_JOB_PATH_MAX];      /* the job file ("<string>" or "--set" for others) */
     char model[FS_JOB_PATH_MAX];       /* "" = the embedded default model */
     char prompt[FS_JOB_TEXT_MAX];
@@ -135,11 +80,11 @@ typedef struct fs_job {
     int steps;
     float guidance;
     fs_scheduler_kind scheduler;
-    int width, height;                 /* pixels, multiples of 64 */
+    int width, height;                 /* pixels: size */
     char output[FS_JOB_PATH_MAX];
     fs_dtype precision;                /* FS_DTYPE_F32, FS_DTYPE_F16, FS_DTYPE_BF16 */
     char noise[FS_JOB_PATH_MAX];       /* "" = seeded RNG */
-    int orig_width, orig_height;       /* micro-conditioning; set from size when absent */
+    int orig_width, orig_height;       /* micro-conditioning: original_size */
     int target_width, target_height;
     int crop_left, crop_top;
     int vae_tiling;
@@ -149,27 +94,27 @@ typedef struct fs_job {
      * then ignored); with several, stage 0 is rendered at stage size 0 and
      * every later stage is the self-cascade's upscale. */
     int n_stages;                              /* 1..FS_JOB_MAX_STAGES; 1 = plain */
-    int stage_width[FS_JOB_MAX_STAGES];        /* pixels, multiples of 64; the last */
-    int stage_height[FS_JOB_MAX_STAGES];       /*   equals (width, height) */
-    int restart_step;                          /* 0..steps-1; default int(0.3 * steps) */
-    float cosine_scale;                        /* alpha (2.0) */
-    float cosine_scale_bg;                     /* alpha outside the mask (1.0) */
-    int dilate_tau;                            /* dilation for steps i < tau (35 at 50 steps:
-                                                  default round(0.7 * steps)) */
-    int fast_mode;                             /* sub-lattice global attention (false) */
-    int upsample_latent;                       /* 1: bicubic on the latent instead of RGB */
-    char mask[FS_JOB_PATH_MAX];                /* detail mask PNG ("" = none) */
-    char input_image[FS_JOB_PATH_MAX];         /* img2img: replaces stage 0 ("" = none) */
-    int freeu;                                 /* default: on for cascades, off for 1 stage */
-    float freeu_b1, freeu_b2, freeu_s1, freeu_s2;  /* 1.1, 1.2, 0.6, 0.4 */
-    int blur;                                  /* fs_job_blur */
-    float blur_sigma;                          /* 1.0 */
-    int stage_outputs;                         /* also write each earlier stage's PNG */
-    int scale_fusion;                          /* ablation switch: 0 = plain self-attention (1) */
-    int dilation;                              /* ablation switch: 0 = no restrained dilation (1) */
+    int stage_width[FS_JOB_MAX_STAGES];        /* pixels; the last equals (width, */
+    int stage_height[FS_JOB_MAX_STAGES];       /*   height); entries past n_stages are 0 */
+    int restart_step;
+    float cosine_scale;                        /* the detail blend's alpha */
+    float cosine_scale_bg;                     /* alpha outside the mask */
+    int dilate_tau;                            /* dilation for steps i < tau */
+    int fast_mode;
+    int upsample_latent;                       /* upsample: 1 = latent, 0 = rgb */
+    char mask[FS_JOB_PATH_MAX];                /* "" = none */
+    char input_image[FS_JOB_PATH_MAX];         /* "" = none */
+    int freeu;                                 /* on; the factors: */
+    float freeu_b1, freeu_b2, freeu_s1, freeu_s2;
+    int blur;                                  /* scale fusion's low-pass: fs_blur_kind
+                                                  (unet/unet.h) */
+    float blur_sigma;
+    int stage_outputs;
+    int scale_fusion;                          /* ablation switch: 0 = plain self-attention */
+    int dilation;                              /* ablation switch: 0 = no restrained dilation */
 } fs_job;
 
-/* The defaults above (prompt empty: a job must set it); every byte not
+/* The table's defaults (prompt empty: a job must set it); every byte not
  * set is zero (string tails, padding), so equal jobs compare equal with
  * memcmp and hash the same. source is "--set". */
 void fs_job_defaults(fs_job *job);
@@ -210,6 +155,10 @@ fs_code fs_job_validate(const fs_job *job, fs_error *err);
  * (buf may be NULL when cap is 0). */
 size_t fs_job_to_yaml(const fs_job *job, char *buf, size_t cap);
 const char *fs_scheduler_name(fs_scheduler_kind k);
+/* The key list as a Markdown table (key, value, default, help), one row per
+ * key in the table's order: `freescale keys` and the README. Returns the
+ * length like fs_job_to_yaml. */
+size_t fs_job_keys_markdown(char *buf, size_t cap);
 
 #ifdef __cplusplus
 }

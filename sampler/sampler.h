@@ -19,11 +19,13 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "core/core.h"
-#include "jobs/jobs.h"   /* fs_scheduler_kind only */
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The schedulers (a job's `scheduler`: jobs/ names them euler and ddim). */
+typedef enum { FS_SCHED_EULER = 0, FS_SCHED_DDIM = 1 } fs_scheduler_kind;
 
 #define FS_TRAIN_STEPS 1000
 #define FS_MAX_STEPS 1000

@@ -169,12 +169,12 @@ int main(int argc, char **argv) {
     set_stages(&b, 2, three);
     snprintf(b.input_image, sizeof b.input_image, "%s", input);
     b.upsample_latent = 1;
-    b.blur = FS_JOB_BLUR_FFT;
+    b.blur = FS_BLUR_FFT;
     run_case(comm, dir, "b", b);
 
     fs_job c = base_job();
     set_stages(&c, 2, three);
-    c.blur = FS_JOB_BLUR_HW;
+    c.blur = FS_BLUR_HW;
     c.freeu = 0;
     c.scheduler = FS_SCHED_DDIM;
     run_case(comm, dir, "c", c);

@@ -398,8 +398,79 @@ static void test_relative_paths(void) {
     path_in(p, sizeof p, "jobs");
     rmdir(p);
 }
+/* The key table (jobs/job_keys.c) through the public API: fs_job_defaults
+ * is pinned to the values the defaults have always had (so moving them into
+ * the table changed no byte); the key list has one row per key that
+ * fs_job_to_yaml writes, in its order; and every default the list prints is
+ * the default the reader gives (--set key=DEFAULT on the defaults changes
+ * nothing), so the README cannot state a default the code does not use. */
+static void test_key_table(void) {
+    static fs_job want;
+    memset(&want, 0, sizeof want);
+    strcpy(want.source, "--set");
+    want.steps = 50, want.guidance = 7.5f, want.scheduler = FS_SCHED_EULER;
+    want.width = want.height = 1024;
+    strcpy(want.output, "out.png");
+    want.precision = FS_DTYPE_F32;
+    want.orig_width = want.orig_height = want.target_width = want.target_height = 1024;
+    want.n_stages = 1, want.stage_width[0] = want.stage_height[0] = 1024;
+    want.restart_step = 15, want.dilate_tau = 35;
+    want.cosine_scale = 2.0f, want.cosine_scale_bg = 1.0f;
+    want.freeu_b1 = 1.1f, want.freeu_b2 = 1.2f, want.freeu_s1 = 0.6f, want.freeu_s2 = 0.4f;
+    want.blur_sigma = 1.0f, want.scale_fusion = 1, want.dilation = 1;
+    fs_job_defaults(&job);
+    CHECK(memcmp(&job, &want, sizeof job) == 0, "fs_job_defaults differs from the pinned defaults");
+
+    static char md[32 * 1024], yaml[16 * 1024];
+    size_t n = fs_job_keys_markdown(md, sizeof md);
+    CHECK(n > 0 && n < sizeof md && strlen(md) == n, "markdown length %zu", n);
+    char small[40];
+    CHECK(fs_job_keys_markdown(small, sizeof small) == n && strlen(small) == sizeof small - 1,
+          "a short buffer gets a cut, terminated text and the whole length");
+    CHECK(!strncmp(md, "| key | value | default | |\n|---|---|---|---|\n", 44), "header: %.60s", md);
+    strcpy(job.prompt, "p");
+    fs_job_to_yaml(&job, yaml, sizeof yaml);
+    const char *y = yaml, *row = strstr(md, "\n| `");
+    int rows = 0;
+    while (row) {
+        row += 4;  /* the key's name, after "\n| `" */
+        const char *name_end = strchr(row, '`'), *next = strstr(row, "\n| `");
+        size_t len = name_end ? (size_t)(name_end - row) : 0;
+        CHECK(len && !strncmp(y, row, len) && y[len] == ':', "row %d: '%.*s' vs yaml '%.20s'", rows,
+              (int)len, row, y);
+        y = strchr(y, '\n');
+        y = y ? y + 1 : "";
+        /* the default cell, the third: the second '|' after the name; `X` is
+         * a value, none is "" */
+        const char *cell = row;
+        for (int bar = 0; bar < 2 && cell; bar++) cell = strchr(cell + 1, '|');
+        if (cell && len < 32) {
+            char a[128] = "";
+            if (!strncmp(cell, "| `", 3)) {
+                const char *end = strchr(cell + 3, '`');
+                snprintf(a, sizeof a, "%.*s=%.*s", (int)len, row, end ? (int)(end - cell - 3) : 0,
+                         cell + 3);
+            } else if (!strncmp(cell, "| none |", 8)) {
+                snprintf(a, sizeof a, "%.*s=", (int)len, row);
+            }
+            if (a[0]) {
+                fs_error err = {0};
+                fs_job_defaults(&job);
+                fs_code rc = fs_job_set(&job, a, &err);
+                CHECK(rc == FS_OK && memcmp(&job, &want, sizeof job) == 0,
+                      "--set %s: the printed default is not the default (%s)", a, err.msg);
+                rows++;
+            }
+        }
+        row = next;
+    }
+    CHECK(!*y, "fs_job_to_yaml writes keys the list lacks: %.40s", y);
+    CHECK(rows >= 20, "only %d defaults checked", rows);
+}
+
 int main(void) {
     if (jobs_setup()) return 1;
+    test_key_table();
     test_errors();
     test_good();
     test_round_trip();

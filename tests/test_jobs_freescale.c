@@ -7,6 +7,7 @@
  * through --set; fs_job_validate on hand-made jobs; the shipped example jobs
  * load and round-trip. */
 #include "jobs_check.h"
+#include "unet/unet.h"   /* fs_blur_kind */
 
 static void expect_job_err_(int line, fs_code rc, fs_code want, const fs_error *err, ...) {
     va_list ap;
@@ -161,7 +162,7 @@ static void test_freescale_good(void) {
     CHECK(stages_are(1, (int[]){1024}, (int[]){1024}), "n_stages %d", job.n_stages);
     CHECK(job.restart_step == 15 && job.dilate_tau == 35, "%d %d", job.restart_step, job.dilate_tau);
     CHECK(job.cosine_scale == 2.0f && job.cosine_scale_bg == 1.0f && job.blur_sigma == 1.0f, "floats");
-    CHECK(!job.fast_mode && !job.upsample_latent && !job.stage_outputs && job.blur == FS_JOB_BLUR_3D,
+    CHECK(!job.fast_mode && !job.upsample_latent && !job.stage_outputs && job.blur == FS_BLUR_3D,
           "flags");
     CHECK(!job.mask[0] && !job.input_image[0], "paths");
     CHECK(freeu_is(0, 1.1f, 1.2f, 0.6f, 0.4f), "freeu off for a plain render");
@@ -198,19 +199,19 @@ static void test_freescale_good(void) {
        "stage_outputs: yes\n");
     CHECK(job.restart_step == 10 && job.dilate_tau == 40 && job.cosine_scale == 1.5f &&
           job.cosine_scale_bg == 0.5f && job.fast_mode == 1 && job.upsample_latent == 1 &&
-          job.blur == FS_JOB_BLUR_FFT && job.blur_sigma == 0.5f && job.stage_outputs == 1, "values");
+          job.blur == FS_BLUR_FFT && job.blur_sigma == 0.5f && job.stage_outputs == 1, "values");
     CHECK(freeu_is(1, 1.3f, 1.2f, 0.6f, 0.2f), "freeu mapping, missing fields at their defaults");
     path_in(want, sizeof want, "mask.png");
     CHECK(!strcmp(job.mask, want), "mask %s", job.mask);
     path_in(want, sizeof want, "in.png");
     CHECK(!strcmp(job.input_image, want), "input_image %s", job.input_image);
     OK("prompt: a\nblur: wc\nupsample: rgb\nmask: \"\"\ninput_image: ~\nfreeu: {}\n");
-    CHECK(job.blur == FS_JOB_BLUR_WC && !job.upsample_latent && !job.mask[0] && !job.input_image[0] &&
+    CHECK(job.blur == FS_BLUR_WC && !job.upsample_latent && !job.mask[0] && !job.input_image[0] &&
           freeu_is(1, 1.1f, 1.2f, 0.6f, 0.4f), "empty forms");
     OK("prompt: a\nblur: hw\nfreeu: true\n");
-    CHECK(job.blur == FS_JOB_BLUR_HW && job.freeu == 1, "freeu on for one stage when asked");
+    CHECK(job.blur == FS_BLUR_HW && job.freeu == 1, "freeu on for one stage when asked");
     OK("prompt: a\nstages: 4k\nfreeu: no\nblur: 3d\n");
-    CHECK(freeu_is(0, 1.1f, 1.2f, 0.6f, 0.4f) && job.blur == FS_JOB_BLUR_3D, "freeu off when asked");
+    CHECK(freeu_is(0, 1.1f, 1.2f, 0.6f, 0.4f) && job.blur == FS_BLUR_3D, "freeu off when asked");
     /* defaults from steps: int(0.3 steps), round(0.7 steps) halves to even */
     OK("prompt: a\nsteps: 20\n");
     CHECK(job.restart_step == 6 && job.dilate_tau == 14, "20: %d %d", job.restart_step, job.dilate_tau);
@@ -308,7 +309,7 @@ static void test_freescale_set(void) {
     SET("blur_sigma=2");
     SET("stage_outputs=true");
     CHECK(job.cosine_scale == 1.0f && job.cosine_scale_bg == 0.5f && job.fast_mode &&
-          job.upsample_latent && job.blur == FS_JOB_BLUR_WC && job.blur_sigma == 2.0f &&
+          job.upsample_latent && job.blur == FS_BLUR_WC && job.blur_sigma == 2.0f &&
           job.stage_outputs, "other keys");
     path_in(want, sizeof want, "mask.png");
     snprintf(a, sizeof a, "mask=%s", want);
@@ -388,7 +389,7 @@ static void test_example_jobs(void) {
     CHECK(fs_job_load(p, &job, &err) == FS_OK, "%s", err.msg);
     CHECK(stages_are(3, sq4k, sq4k) && job.steps == 50 && job.seed == 123 && job.guidance == 7.5f &&
           job.restart_step == 15 && job.dilate_tau == 35 && job.cosine_scale == 2.0f &&
-          freeu_is(1, 1.1f, 1.2f, 0.6f, 0.4f) && job.blur == FS_JOB_BLUR_3D && job.blur_sigma == 1.0f &&
+          freeu_is(1, 1.1f, 1.2f, 0.6f, 0.4f) && job.blur == FS_BLUR_3D && job.blur_sigma == 1.0f &&
           !job.fast_mode && !job.upsample_latent && job.orig_width == 1024 && !job.model[0] &&
           !strcmp(job.negative_prompt, "blurry, ugly, duplicate, poorly drawn, deformed, mosaic"),
           "freescale_4k.yaml: the official configuration");

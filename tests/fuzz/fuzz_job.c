@@ -7,7 +7,7 @@
  * bounds that depend on steps (restart_step < steps, dilate_tau <= steps)
  * are fs_job_validate's after all overrides: a --set of one of those two
  * may leave a job that validate refuses, naming that key.
- * fuzz-sources: jobs/jobs.c jobs/job_read.c jobs/job_text.c jobs/yaml_doc.c
+ * fuzz-sources: jobs/jobs.c jobs/job_keys.c jobs/job_read.c jobs/job_text.c jobs/yaml_doc.c
  * fuzz-libs: -lyaml -lm */
 #include <stdint.h>
 #include <stdlib.h>
