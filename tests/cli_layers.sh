@@ -10,6 +10,7 @@
 set -u
 FS=$1
 BUILD=$(cd "$(dirname "$FS")" && pwd)
+SRC=$(cd "$(dirname "$0")/.." && pwd)
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
@@ -21,6 +22,7 @@ n=0
 for o in $objs; do
     # the source path relative to the build's object folder: worker/render.c.o -> worker/render.c
     src=$(echo "$o" | sed -E 's|.*/CMakeFiles/[^/]+\.dir/||; s|\.o$||')
+    [ -f "$SRC/$src" ] || continue   # a stale object of a deleted source
     nm -g --defined-only "$o" 2>/dev/null | awk -v s="$src" 'NF == 3 { print $3, s }' >> "$dir/defs"
     nm -g --undefined-only "$o" 2>/dev/null | awk -v s="$src" '{ print $NF, s }' >> "$dir/uses"
     n=$((n + 1))
