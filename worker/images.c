@@ -98,7 +98,7 @@ fs_code render_decode(render_run *r, const stage_map *m, float **img_out, int em
     rc = render_agree(r, rc);
     if (!rc) {
         if (!r->dry) fs_vae_unscale(&fs_vae_get_info(r->vae)->config, m->x, z, lat);
-        rc = render_agree(r, run_vae_decode(r, m, z, img));
+        rc = render_agree(r, run_vae(r, m, 1, z, img));
     }
     if (!rc && !r->dry && r->hooks && r->hooks->on_image)
         r->hooks->on_image(r->hooks->user, m->stage, img, px->row0[r->rank], f * rows, f * m->h,
@@ -126,7 +126,7 @@ static fs_code encode_sample(render_run *r, const stage_map *m, const float *img
     float *mom = rc ? NULL : run_floats(r, (size_t)rows * m->w * 2 * r->den.latent_channels + 1);
     if (!rc && !mom) rc = r->err->code;
     rc = render_agree(r, rc);
-    if (!rc) rc = render_agree(r, run_vae_encode(r, m, img, mom));
+    if (!rc) rc = render_agree(r, run_vae(r, m, 0, img, mom));
     if (!rc && !r->dry)
         fs_vae_sample(&fs_vae_get_info(r->vae)->config, 1, m->h, m->w, m->plan->row0[r->rank],
                       rows, mom, NULL, r->job->seed, FS_STREAM_POSTERIOR(m->stage), z);

@@ -144,9 +144,9 @@ fs_code run_vae_load(render_run *r);
  * strip's arena and FLOPs, counted into the plan). */
 fs_code run_unet_eval(render_run *r, const stage_map *m, int step, int n, const float *xin,
                       const float *t, const float *ctx, int ctx_len, const float *y, float *eps);
-/* A VAE decode / encode of m's map (dry: sizing, counted into the plan). */
-fs_code run_vae_decode(render_run *r, const stage_map *m, const float *z, float *img);
-fs_code run_vae_encode(render_run *r, const stage_map *m, const float *img, float *moments);
+/* A VAE decode (z -> image) or encode (image -> moments) of m's map (dry:
+ * sizing, counted into the plan). */
+fs_code run_vae(render_run *r, const stage_map *m, int decode, const float *in, float *out);
 
 /* ---- worker/inputs.c */
 /* Rank 0 reads the job's input image, mask and noise file (sizes checked

@@ -287,28 +287,18 @@ static fs_code vae_size(render_run *r, const stage_map *m, int decode, size_t *b
     return rc;
 }
 
-fs_code run_vae_decode(render_run *r, const stage_map *m, const float *z, float *img) {
+/* decode: z -> img; else img -> moments. */
+fs_code run_vae(render_run *r, const stage_map *m, int decode, const float *in, float *out) {
     if (!r->dry) {
         fs_vae_opts o = render_vae_opts(r->job);
-        return fs_vae_decode(r->vae, r->comm, m->plan, m->h, m->w, 1, z, img, &o, r->err);
+        return decode ? fs_vae_decode(r->vae, r->comm, m->plan, m->h, m->w, 1, in, out, &o, r->err)
+                      : fs_vae_encode(r->vae, r->comm, m->plan, m->h, m->w, 1, in, out, &o, r->err);
     }
     size_t b = 0;
-    fs_code rc = vae_size(r, m, 1, &b);
+    fs_code rc = vae_size(r, m, decode, &b);
     fs_stage_plan *sp = &r->plan->stage[m->stage];
-    sp->decode_act_bytes = max_sz(sp->decode_act_bytes, b);
-    if (!rc) transient(r, b);
-    return rc;
-}
-
-fs_code run_vae_encode(render_run *r, const stage_map *m, const float *img, float *moments) {
-    if (!r->dry) {
-        fs_vae_opts o = render_vae_opts(r->job);
-        return fs_vae_encode(r->vae, r->comm, m->plan, m->h, m->w, 1, img, moments, &o, r->err);
-    }
-    size_t b = 0;
-    fs_code rc = vae_size(r, m, 0, &b);
-    fs_stage_plan *sp = &r->plan->stage[m->stage];
-    sp->encode_act_bytes = max_sz(sp->encode_act_bytes, b);
+    size_t *act = decode ? &sp->decode_act_bytes : &sp->encode_act_bytes;
+    *act = max_sz(*act, b);
     if (!rc) transient(r, b);
     return rc;
 }
