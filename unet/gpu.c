@@ -2,21 +2,22 @@
  * is a "shadow" model: the same config and binding table built again (so
  * its tree of structs is its own), every slot pointed at the same offset in
  * one device block as the host slot has in the host block. The forward pass
- * then runs the same code on the shadow with nn's GPU helpers. */
+ * then runs the same code on the shadow, on the context's CUDA backend. */
 #include <stdlib.h>
 #include <string.h>
+#include "unet/forward.h"
 #include "unet/loader.h"
-#include "unet/unet_internal.h"
 
 struct fs_unet_gpu {
     fs_cuda *cu;
+    fs_backend be;     /* the CUDA backend of cu */
     float *dev;        /* every weight, as laid out in u->arena_weights */
     fs_unet *shadow;   /* config + slots + weights pointing into dev */
 };
 
 void fs_unet_gpu_drop(fs_unet *u) {
     if (!u || !u->gpu) return;
-    fs_cuda_free(u->gpu->cu, u->gpu->dev);
+    if (u->gpu->dev) u->gpu->be.op->free(&u->gpu->be, u->gpu->dev);
     if (u->gpu->shadow) {
         fs_unet_free_slots(u->gpu->shadow);
         free(u->gpu->shadow);
@@ -27,6 +28,9 @@ void fs_unet_gpu_drop(fs_unet *u) {
 
 fs_cuda *fs_unet_gpu_ctx(const fs_unet *u) { return u && u->gpu ? u->gpu->cu : NULL; }
 const fs_unet *fs_unet_gpu_model(const fs_unet *u) { return u && u->gpu ? u->gpu->shadow : u; }
+const fs_backend *fs_unet_backend(const fs_unet *u) {
+    return u && u->gpu ? &u->gpu->be : fs_backend_cpu();
+}
 
 fs_code fs_unet_use_gpu(fs_unet *u, fs_cuda *cu, fs_error *err) {
     if (!u) return fs_fail(err, FS_ERR_INVALID, "UNet to GPU: NULL model");
@@ -50,6 +54,7 @@ fs_code fs_unet_use_gpu(fs_unet *u, fs_cuda *cu, fs_error *err) {
         return fs_fail(err, FS_ERR_NOMEM, "UNet to GPU: out of memory");
     }
     g->cu = cu;
+    g->be = fs_backend_cuda(cu);
     g->shadow = s;
     s->config = u->config;
     s->info = u->info;
@@ -62,8 +67,9 @@ fs_code fs_unet_use_gpu(fs_unet *u, fs_cuda *cu, fs_error *err) {
         if (strcmp(s->slots[i].name, u->slots[i].name))
             rc = fs_fail(err, FS_ERR_INVALID, "UNet to GPU: slot %zu is %s, the model's is %s", i,
                          s->slots[i].name, u->slots[i].name);
-    if (!rc) rc = fs_cuda_alloc(cu, (void **)&g->dev, floats * sizeof(float), err);
-    if (!rc) rc = fs_cuda_upload(cu, g->dev, u->arena_weights, floats * sizeof(float), err);
+    if (!rc) rc = g->be.op->alloc(&g->be, (void **)&g->dev, floats * sizeof(float), err);
+    if (!rc)
+        rc = g->be.op->upload(&g->be, g->dev, u->arena_weights, floats * sizeof(float), err);
     if (rc) {
         fs_error_prefix(err, "UNet to GPU (%.2f GB of weights): ", floats * 4.0 / 1e9);
         fs_unet_gpu_drop(u);
