@@ -276,7 +276,7 @@ void fs_divide_counts(float *out, const float *cnt, size_t tokens, int c);
  * DEVICE pointers, are queued on the context's stream and return at once
  * (errors of a launch are reported; errors inside a kernel surface at the
  * next fs_cuda_sync). Each op mirrors the CPU op of the same name above and
- * is tested against its fs_*_ref by tests/test_cuda.c.
+ * is tested against its fs_*_ref through the CUDA backend by tests/test_ops.c.
  *
  * Exactness across ranks holds on the GPU as on the CPU: cuBLAS is called
  * only on tiles of a fixed shape at fixed global positions (a partial tile
