@@ -82,6 +82,14 @@ static fs_code cpu_small_linear(const fs_backend *be, const float *x, float *y, 
     return FS_OK;
 }
 
+static fs_code cpu_embed_tokens(const fs_backend *be, const int32_t *ids, size_t m,
+                                int positions, int c, const float *tokens, const float *pos,
+                                float *x, fs_error *err) {
+    (void)be; (void)err;
+    fs_embed_tokens(ids, m, positions, c, tokens, pos, x);
+    return FS_OK;
+}
+
 static fs_code cpu_attention(const fs_backend *be, const float *q, int ldq, const float *k,
                              int ldk, const float *v, int ldv, float *o, int ldo, int nq, int nk,
                              int heads, int dh, float scale, int64_t q0, fs_arena *scratch,
@@ -261,6 +269,7 @@ static const fs_backend_ops cpu_ops = {
     .linear = cpu_linear,
     .linear_whole = cpu_linear_whole,
     .small_linear = cpu_small_linear,
+    .embed_tokens = cpu_embed_tokens,
     .attention = cpu_attention,
     .attention_causal = cpu_attention_causal,
     .gn_partials = cpu_gn_partials,

@@ -68,6 +68,12 @@ static fs_code cu_small_linear(const fs_backend *be, const float *x, float *y, i
                                int nout, const float *w, const float *bias, fs_error *err) {
     return fs_cuda_small_linear(CU(be), x, y, m, k, nout, w, bias, err);
 }
+static fs_code cu_embed_tokens(const fs_backend *be, const int32_t *ids, size_t m, int positions,
+                               int c, const float *tokens, const float *pos, float *x,
+                               fs_error *err) {
+    (void)be; (void)ids; (void)m; (void)positions; (void)c; (void)tokens; (void)pos; (void)x;
+    return missing(err, "the token embedding (the text encoders)");
+}
 static fs_code cu_attention(const fs_backend *be, const float *q, int ldq, const float *k,
                             int ldk, const float *v, int ldv, float *o, int ldo, int nq, int nk,
                             int heads, int dh, float scale, int64_t q0, fs_arena *scratch,
@@ -202,6 +208,7 @@ static const fs_backend_ops cuda_ops = {
     .linear = cu_linear,
     .linear_whole = cu_linear_whole,
     .small_linear = cu_small_linear,
+    .embed_tokens = cu_embed_tokens,
     .attention = cu_attention,
     .attention_causal = cu_attention_causal,
     .gn_partials = cu_gn_partials,

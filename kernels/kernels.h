@@ -131,6 +131,10 @@ void fs_geglu(const float *x, float *y, size_t m, int d);
  * f_j = exp(-ln(10000) j / (dim/2)). out is [n][dim]. */
 void fs_timestep_embedding_ref(const float *t, int n, int dim, float *out);
 void fs_timestep_embedding(const float *t, int n, int dim, float *out);
+/* The text encoders' input: x[r] = tokens[ids[r]] + pos[r % positions] for
+ * rows r < m, each [c] floats (ids already checked against the vocabulary). */
+void fs_embed_tokens(const int32_t *ids, size_t m, int positions, int c, const float *tokens,
+                     const float *pos, float *x);
 
 /* ---------------------------------------------------------------- glue
  * The elementwise steps between the networks' ops (kernels/glue.c), each one
@@ -413,6 +417,9 @@ typedef struct fs_backend_ops {
                             fs_error *err);
     fs_code (*small_linear)(const fs_backend *be, const float *x, float *y, int m, int k,
                             int nout, const float *w, const float *bias, fs_error *err);
+    fs_code (*embed_tokens)(const fs_backend *be, const int32_t *ids, size_t m, int positions,
+                            int c, const float *tokens, const float *pos, float *x,
+                            fs_error *err);
     fs_code (*attention)(const fs_backend *be, const float *q, int ldq, const float *k, int ldk,
                          const float *v, int ldv, float *o, int ldo, int nq, int nk, int heads,
                          int dh, float scale, int64_t q0, fs_arena *scratch, fs_error *err);

@@ -175,6 +175,10 @@ fs_code nn_linear_whole(nn_ctx *f, const float *x, float *y, size_t m, const nn_
 /* Tiny products (embeddings, m = batch): a deterministic parallel loop with
  * double sums instead of 256-row GEMM tiles. */
 fs_code nn_small_linear(nn_ctx *f, const float *x, float *y, int m, const nn_linear_w *lw);
+/* x[r] = tokens[ids[r]] + pos[r % positions] for r < m (fs_embed_tokens;
+ * ids in the backend's memory). */
+fs_code nn_embed_tokens(nn_ctx *f, const int32_t *ids, size_t m, int positions, int c,
+                        const float *tokens, const float *pos, float *x);
 /* Attention with scale 1/sqrt(dh); q, k, v, o rows of heads * dh floats. */
 fs_code nn_attention(nn_ctx *f, const float *q, const float *k, const float *v, float *o, int nq,
                      int nk, int heads, int dh, int64_t q0);

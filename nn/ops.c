@@ -213,6 +213,15 @@ fs_code nn_small_linear(nn_ctx *f, const float *x, float *y, int m, const nn_lin
     return rc;
 }
 
+fs_code nn_embed_tokens(nn_ctx *f, const int32_t *ids, size_t m, int positions, int c,
+                        const float *tokens, const float *pos, float *x) {
+    if (f->dry) return FS_OK;
+    nn_prof_time t0 = nn_prof_t(f);
+    fs_code rc = NN_OP(f, embed_tokens, ids, m, positions, c, tokens, pos, x, f->err);
+    nn_prof_add(f, t0, PK_MOVE, 0, "token embedding c=%d", c);
+    return rc;
+}
+
 fs_code nn_attention(nn_ctx *f, const float *q, const float *k, const float *v, float *o, int nq,
                      int nk, int heads, int dh, int64_t q0) {
     const double flop = 4.0 * nq * (double)nk * dh * heads;

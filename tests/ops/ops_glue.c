@@ -180,7 +180,30 @@ static void memory_cases(const fs_backend *small_scratch) {
     fs_free(x); fs_free(ref);
 }
 
+/* The text encoders' input rows: a token's row plus its position's. */
+static void embed_tokens_case(size_t m, int positions, int c, int vocab) {
+    char shape[80];
+    snprintf(shape, sizeof shape, "m=%zu positions=%d c=%d vocab=%d", m, positions, c, vocab);
+    float *tok = harness_random((size_t)vocab * c, -1, 1);
+    float *pos = harness_random((size_t)positions * c, -1, 1), *ref = fs_alloc(m * c * 4 + 4);
+    int32_t *ids = fs_alloc(m * sizeof(int32_t) + 4);
+    for (size_t r = 0; r < m; r++) {
+        ids[r] = harness_int(0, vocab - 1);
+        for (int i = 0; i < c; i++)
+            ref[r * c + i] = tok[(size_t)ids[r] * c + i] + pos[(r % positions) * c + i];
+    }
+    void *dt = hb_from(tok, (size_t)vocab * c * 4), *dp = hb_from(pos, (size_t)positions * c * 4);
+    void *di = hb_from(ids, m * sizeof(int32_t)), *dx = hb_from(NULL, m * c * 4);
+    fs_error err = {0};
+    same_as("embed tokens", shape, OP(embed_tokens, di, m, positions, c, dt, dp, dx, &err), &err,
+            dx, ref, m * c);
+    hb_free(dt); hb_free(dp); hb_free(di); hb_free(dx);
+    fs_free(tok); fs_free(pos); fs_free(ref); fs_free(ids);
+}
+
 void ops_cases_glue(void) {
+    embed_tokens_case(154, 77, 64, 1000); /* two sequences, as CFG's pair */
+    embed_tokens_case(harness_int(1, 300), harness_int(1, 80), harness_int(1, 100), 50);
     static const size_t sizes[] = {1, 7, 65536, 100003};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) add_sub_case(sizes[i]);
     bcast_concat_scale();
