@@ -1,5 +1,5 @@
 /* kernels/backend_cpu.c: the CPU backend (kernels.h, "backends"): the table
- * of the fast CPU ops. Memory is the host's (fs_alloc), so uploads and
+ * of the fast CPU ops and the sampler's steps. Memory is the host's (fs_alloc), so uploads and
  * downloads are copies; only the GEMM ops and the blur take scratch, from
  * the caller's arena. The ops that cannot fail here return FS_OK. */
 #include <string.h>
@@ -255,6 +255,56 @@ static fs_code cpu_divide_counts(const fs_backend *be, float *out, const float *
     return FS_OK;
 }
 
+static fs_code cpu_cfg(const fs_backend *be, const float *eps_uncond, const float *eps_cond,
+                       float guidance, size_t n, float *eps, fs_error *err) {
+    (void)be; (void)err;
+    fs_cfg_combine(eps_uncond, eps_cond, guidance, n, eps);
+    return FS_OK;
+}
+
+static fs_code cpu_euler_step(const fs_backend *be, float *x, const float *eps, size_t n,
+                              float sigma, float dt, fs_error *err) {
+    (void)be; (void)err;
+    fs_euler_update(x, eps, n, sigma, dt);
+    return FS_OK;
+}
+
+static fs_code cpu_ddim_step(const fs_backend *be, float *x, const float *eps, size_t n,
+                             const fs_ddim_coeffs *c, fs_error *err) {
+    (void)be; (void)err;
+    fs_ddim_update(x, eps, n, c);
+    return FS_OK;
+}
+
+static fs_code cpu_add_noise(const fs_backend *be, const float *z, const float *eps, size_t n,
+                             float a, float b, float *noisy, fs_error *err) {
+    (void)be; (void)err;
+    fs_noised(z, eps, n, a, b, noisy);
+    return FS_OK;
+}
+
+static fs_code cpu_detail_blend(const fs_backend *be, float *x, const float *z, const float *eps,
+                                const float *mask, size_t pixels, int channels, float a, float b,
+                                float c_fg, float c_bg, fs_error *err) {
+    (void)be; (void)err;
+    fs_detail_mix(x, z, eps, mask, pixels, channels, a, b, c_fg, c_bg);
+    return FS_OK;
+}
+
+static fs_code cpu_scale(const fs_backend *be, const float *x, float *y, size_t n, float k,
+                         fs_error *err) {
+    (void)be; (void)err;
+    fs_scale(x, y, n, k);
+    return FS_OK;
+}
+
+static fs_code cpu_noise_fill(const fs_backend *be, float *x, size_t n, uint64_t seed,
+                              uint64_t stream, uint64_t index0, fs_error *err) {
+    (void)be; (void)err;
+    fs_rng_fill_normal(x, n, seed, stream, index0);
+    return FS_OK;
+}
+
 static const fs_backend_ops cpu_ops = {
     .alloc = cpu_alloc,
     .free = cpu_free,
@@ -294,6 +344,13 @@ static const fs_backend_ops cpu_ops = {
     .grid_scatter = cpu_grid_scatter,
     .window_add = cpu_window_add,
     .divide_counts = cpu_divide_counts,
+    .cfg = cpu_cfg,
+    .euler_step = cpu_euler_step,
+    .ddim_step = cpu_ddim_step,
+    .add_noise = cpu_add_noise,
+    .detail_blend = cpu_detail_blend,
+    .scale = cpu_scale,
+    .noise_fill = cpu_noise_fill,
 };
 
 static const fs_backend cpu_backend = {

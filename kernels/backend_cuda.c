@@ -194,6 +194,44 @@ static fs_code cu_divide_counts(const fs_backend *be, float *out, const float *c
     return missing(err, "scale fusion's window average");
 }
 
+static fs_code cu_cfg(const fs_backend *be, const float *eps_uncond, const float *eps_cond,
+                      float guidance, size_t n, float *eps, fs_error *err) {
+    (void)be; (void)eps_uncond; (void)eps_cond; (void)guidance; (void)n; (void)eps;
+    return missing(err, "classifier-free guidance");
+}
+static fs_code cu_euler_step(const fs_backend *be, float *x, const float *eps, size_t n,
+                             float sigma, float dt, fs_error *err) {
+    (void)be; (void)x; (void)eps; (void)n; (void)sigma; (void)dt;
+    return missing(err, "the Euler step");
+}
+static fs_code cu_ddim_step(const fs_backend *be, float *x, const float *eps, size_t n,
+                            const fs_ddim_coeffs *c, fs_error *err) {
+    (void)be; (void)x; (void)eps; (void)n; (void)c;
+    return missing(err, "the DDIM step");
+}
+static fs_code cu_add_noise(const fs_backend *be, const float *z, const float *eps, size_t n,
+                            float a, float b, float *noisy, fs_error *err) {
+    (void)be; (void)z; (void)eps; (void)n; (void)a; (void)b; (void)noisy;
+    return missing(err, "the noised latent");
+}
+static fs_code cu_detail_blend(const fs_backend *be, float *x, const float *z, const float *eps,
+                               const float *mask, size_t pixels, int channels, float a, float b,
+                               float c_fg, float c_bg, fs_error *err) {
+    (void)be; (void)x; (void)z; (void)eps; (void)mask; (void)pixels; (void)channels; (void)a;
+    (void)b; (void)c_fg; (void)c_bg;
+    return missing(err, "the detail blend");
+}
+static fs_code cu_scale(const fs_backend *be, const float *x, float *y, size_t n, float k,
+                        fs_error *err) {
+    (void)be; (void)x; (void)y; (void)n; (void)k;
+    return missing(err, "scaling by a constant");
+}
+static fs_code cu_noise_fill(const fs_backend *be, float *x, size_t n, uint64_t seed,
+                             uint64_t stream, uint64_t index0, fs_error *err) {
+    (void)be; (void)x; (void)n; (void)seed; (void)stream; (void)index0;
+    return missing(err, "the Philox noise fill");
+}
+
 static const fs_backend_ops cuda_ops = {
     .alloc = cu_alloc,
     .free = cu_free,
@@ -233,6 +271,13 @@ static const fs_backend_ops cuda_ops = {
     .grid_scatter = cu_grid_scatter,
     .window_add = cu_window_add,
     .divide_counts = cu_divide_counts,
+    .cfg = cu_cfg,
+    .euler_step = cu_euler_step,
+    .ddim_step = cu_ddim_step,
+    .add_noise = cu_add_noise,
+    .detail_blend = cu_detail_blend,
+    .scale = cu_scale,
+    .noise_fill = cu_noise_fill,
 };
 
 /* kernels/cuda/gemm.cu's LINEAR_TILE: the rows of its fixed GEMM tile. */

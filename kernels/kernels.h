@@ -250,6 +250,26 @@ fs_code fs_attention_causal(const float *q, int ldq, const float *k, int ldk, co
                             int ldv, float *o, int ldo, int nq, int nk, int heads, int dh,
                             float scale, int64_t q0, fs_arena *scratch, fs_error *err);
 
+/* ---------------------------------------------------------------- sampler steps
+ * The samplers' elementwise updates (kernels/steps.c) with coefficients
+ * sampler/ derives from the schedule, in diffusers' float32 order:
+ * CFG eps = u + g (c - u); Euler x = s + ((s - (s - sigma e)) / sigma) dt;
+ * DDIM x = sqrt_alpha_prev ((x - sqrt_beta_t e) / sqrt_alpha_t) + dir e;
+ * noised = a z + b e (Euler: a = 1, b = sigma; DDIM: sqrt(alpha), sqrt(1 -
+ * alpha)); detail mix x = x (1 - c) + (a z + b e) c with c = c_fg where
+ * the mask [pixels] is nonzero (or NULL), else c_bg; y = x k. */
+typedef struct fs_ddim_coeffs {
+    float sqrt_beta_t, sqrt_alpha_t, dir, sqrt_alpha_prev;
+} fs_ddim_coeffs;
+void fs_cfg_combine(const float *eps_uncond, const float *eps_cond, float guidance, size_t n,
+                    float *eps);
+void fs_euler_update(float *x, const float *eps, size_t n, float sigma, float dt);
+void fs_ddim_update(float *x, const float *eps, size_t n, const fs_ddim_coeffs *c);
+void fs_noised(const float *z, const float *eps, size_t n, float a, float b, float *noisy);
+void fs_detail_mix(float *x, const float *z, const float *eps, const float *mask, size_t pixels,
+                   int channels, float a, float b, float c_fg, float c_bg);
+void fs_scale(const float *x, float *y, size_t n, float k);
+
 /* ---------------------------------------------------------------- token grids
  * Scale fusion's windows and fast_mode's sub-lattices (unet/fusion.c) as
  * moves of tokens (c floats each) of an fh x fw map (kernels/grid.c). A grid
@@ -473,6 +493,24 @@ typedef struct fs_backend_ops {
                           int fw, int c, const fs_grid *g, const float *o, fs_error *err);
     fs_code (*divide_counts)(const fs_backend *be, float *out, const float *cnt, size_t tokens,
                              int c, fs_error *err);
+    /* the sampler's steps, and the initial noise: normal numbers index0 ..
+     * index0 + n - 1 of the Philox stream (seed, stream), core's
+     * fs_rng_fill_normal */
+    fs_code (*cfg)(const fs_backend *be, const float *eps_uncond, const float *eps_cond,
+                   float guidance, size_t n, float *eps, fs_error *err);
+    fs_code (*euler_step)(const fs_backend *be, float *x, const float *eps, size_t n, float sigma,
+                          float dt, fs_error *err);
+    fs_code (*ddim_step)(const fs_backend *be, float *x, const float *eps, size_t n,
+                         const fs_ddim_coeffs *c, fs_error *err);
+    fs_code (*add_noise)(const fs_backend *be, const float *z, const float *eps, size_t n,
+                         float a, float b, float *noisy, fs_error *err);
+    fs_code (*detail_blend)(const fs_backend *be, float *x, const float *z, const float *eps,
+                            const float *mask, size_t pixels, int channels, float a, float b,
+                            float c_fg, float c_bg, fs_error *err);
+    fs_code (*scale)(const fs_backend *be, const float *x, float *y, size_t n, float k,
+                     fs_error *err);
+    fs_code (*noise_fill)(const fs_backend *be, float *x, size_t n, uint64_t seed,
+                          uint64_t stream, uint64_t index0, fs_error *err);
 } fs_backend_ops;
 
 struct fs_backend {

@@ -123,7 +123,7 @@ static void run_groups(void) {
     void (*groups[])(void) = {ops_cases_linear, ops_cases_conv,      ops_cases_attention,
                               ops_cases_norm,   ops_cases_pointwise, ops_cases_resize,
                               ops_cases_blur,   ops_cases_embedding, ops_cases_freeu,
-                              ops_cases_glue,   ops_cases_grid};
+                              ops_cases_glue,   ops_cases_grid,      ops_cases_steps};
     for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) groups[i]();
 }
 

@@ -96,4 +96,5 @@ void ops_cases_embedding(void);
 void ops_cases_freeu(void);
 void ops_cases_glue(void);
 void ops_cases_grid(void);
+void ops_cases_steps(void);
 #endif
