@@ -265,44 +265,46 @@ fs_code nn_geglu(nn_ctx *f, const float *x, float *y, size_t m, int d) {
     return rc;
 }
 
-fs_code nn_silu(nn_ctx *f, const float *x, float *y, size_t count) {
+/* An activation: one of the table's unary ops, timed under `label`. */
+typedef fs_code (*unary_op)(const fs_backend *, const float *, float *, size_t, fs_error *);
+static fs_code activation(nn_ctx *f, unary_op op, const char *label, const float *x, float *y,
+                          size_t count) {
     if (f->dry) return FS_OK;
     nn_prof_time t0 = nn_prof_t(f);
-    fs_code rc = NN_OP(f, silu, x, y, count, f->err);
-    nn_prof_add(f, t0, PK_ELEM, 0, "silu");
+    fs_code rc = op(nn_backend(f), x, y, count, f->err);
+    nn_prof_add(f, t0, PK_ELEM, 0, "%s", label);
     return rc;
+}
+
+fs_code nn_silu(nn_ctx *f, const float *x, float *y, size_t count) {
+    return activation(f, nn_backend(f)->op->silu, "silu", x, y, count);
 }
 
 fs_code nn_gelu(nn_ctx *f, const float *x, float *y, size_t count) {
-    if (f->dry) return FS_OK;
-    nn_prof_time t0 = nn_prof_t(f);
-    fs_code rc = NN_OP(f, gelu, x, y, count, f->err);
-    nn_prof_add(f, t0, PK_ELEM, 0, "gelu");
-    return rc;
+    return activation(f, nn_backend(f)->op->gelu, "gelu", x, y, count);
 }
 
 fs_code nn_quick_gelu(nn_ctx *f, const float *x, float *y, size_t count) {
+    return activation(f, nn_backend(f)->op->quick_gelu, "quick gelu", x, y, count);
+}
+
+/* y += x or y -= x: one of the table's in-place binary ops. */
+typedef fs_code (*binary_op)(const fs_backend *, float *, const float *, size_t, fs_error *);
+static fs_code accumulate(nn_ctx *f, binary_op op, const char *label, float *y, const float *x,
+                          size_t count) {
     if (f->dry) return FS_OK;
     nn_prof_time t0 = nn_prof_t(f);
-    fs_code rc = NN_OP(f, quick_gelu, x, y, count, f->err);
-    nn_prof_add(f, t0, PK_ELEM, 0, "quick gelu");
+    fs_code rc = op(nn_backend(f), y, x, count, f->err);
+    nn_prof_add(f, t0, PK_ELEM, 0, "%s", label);
     return rc;
 }
 
 fs_code nn_add(nn_ctx *f, float *y, const float *x, size_t count) {
-    if (f->dry) return FS_OK;
-    nn_prof_time t0 = nn_prof_t(f);
-    fs_code rc = NN_OP(f, add, y, x, count, f->err);
-    nn_prof_add(f, t0, PK_ELEM, 0, "add");
-    return rc;
+    return accumulate(f, nn_backend(f)->op->add, "add", y, x, count);
 }
 
 fs_code nn_sub(nn_ctx *f, float *y, const float *x, size_t count) {
-    if (f->dry) return FS_OK;
-    nn_prof_time t0 = nn_prof_t(f);
-    fs_code rc = NN_OP(f, sub, y, x, count, f->err);
-    nn_prof_add(f, t0, PK_ELEM, 0, "subtract");
-    return rc;
+    return accumulate(f, nn_backend(f)->op->sub, "subtract", y, x, count);
 }
 
 fs_code nn_add_bcast(nn_ctx *f, float *y, const float *v, int n, size_t pixels, int c) {

@@ -59,6 +59,14 @@ void hb_free(void *dev) {
     if (dev) harness_be->op->free(harness_be, dev);
 }
 
+void hb_check_identical(const char *op, const char *shape, fs_code rc, const fs_error *err,
+                        const void *dev, const float *ref, size_t n) {
+    float *got = fs_alloc(n * sizeof(float) + 4);
+    if (hb_ran(op, rc, err)) hb_to(got, dev, n * sizeof(float));
+    harness_identical(op, shape, ref, got, n);
+    fs_free(got);
+}
+
 #define F(n) ((size_t)(n) * sizeof(float))
 #define OP(name, ...) harness_be->op->name(harness_be, __VA_ARGS__)
 

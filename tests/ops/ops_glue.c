@@ -7,9 +7,9 @@
  * (built -ffp-contract=off), so it must match too. On a CUDA device also
  * what is its own: GEGLU refused in place, copies through a 4 KB scratch,
  * and a layer too big for the context's scratch refused clearly. */
+#include "ops/ops_harness.h"
 #include <stdio.h>
 #include <string.h>
-#include "ops/ops_harness.h"
 
 #define OP(name, ...) harness_be->op->name(harness_be, __VA_ARGS__)
 
@@ -17,15 +17,6 @@
 static void code_is(const char *op, const char *what, fs_code got, fs_code want) {
     float g = (float)got, w = (float)want;
     harness_identical(op, what, &w, &g, 1);
-}
-
-/* Runs `op` (already called on device y) and compares y with the host ref. */
-static void same_as(const char *op, const char *shape, fs_code rc, fs_error *err, void *dy,
-                    const float *ref, size_t n) {
-    float *got = fs_alloc(n * sizeof(float) + 4);
-    if (hb_ran(op, rc, err)) hb_to(got, dy, n * sizeof(float));
-    harness_identical(op, shape, ref, got, n);
-    fs_free(got);
 }
 
 static void add_sub_case(size_t n) {
@@ -38,10 +29,13 @@ static void add_sub_case(size_t n) {
         for (size_t i = 0; i < n; i++) ref[i] = op ? y[i] - x[i] : y[i] + x[i];
         void *dx = hb_from(x, n * 4), *dy = hb_from(y, n * 4);
         fs_code rc = op ? OP(sub, dy, dx, n, &err) : OP(add, dy, dx, n, &err);
-        same_as(op ? "sub" : "add", shape, rc, &err, dy, ref, n);
-        hb_free(dx); hb_free(dy);
+        hb_check_identical(op ? "sub" : "add", shape, rc, &err, dy, ref, n);
+        hb_free(dx);
+        hb_free(dy);
     }
-    fs_free(x); fs_free(y); fs_free(ref);
+    fs_free(x);
+    fs_free(y);
+    fs_free(ref);
 }
 
 static void bcast_concat_scale(void) {
@@ -58,9 +52,10 @@ static void bcast_concat_scale(void) {
                 ref[i] = y[i] + v[(size_t)b * c + ch];
             }
     void *dy = hb_from(y, total * 4), *dv = hb_from(v, (size_t)bn * c * 4);
-    same_as("add_bcast", "n=2 pixels=37 c=19", OP(add_bcast, dy, dv, bn, pixels, c, &err), &err,
-            dy, ref, total);
-    hb_free(dy); hb_free(dv);
+    hb_check_identical("add_bcast", "n=2 pixels=37 c=19",
+                       OP(add_bcast, dy, dv, bn, pixels, c, &err), &err, dy, ref, total);
+    hb_free(dy);
+    hb_free(dv);
 
     /* concat: y[p] = [a[p] (5) | s[p] (7)] */
     const int ca = 5, cs = 7;
@@ -72,9 +67,11 @@ static void bcast_concat_scale(void) {
     }
     void *da = hb_from(a, px * ca * 4), *ds = hb_from(s, px * cs * 4);
     void *dout = hb_from(NULL, ctotal * 4);
-    same_as("concat", "pixels=101 5|7", OP(concat, da, ca, ds, cs, dout, px, &err), &err, dout,
-            ref, ctotal);
-    hb_free(da); hb_free(ds); hb_free(dout);
+    hb_check_identical("concat", "pixels=101 5|7", OP(concat, da, ca, ds, cs, dout, px, &err), &err,
+                       dout, ref, ctotal);
+    hb_free(da);
+    hb_free(ds);
+    hb_free(dout);
 
     /* scale_channels: the first 9 of 19 channels times 1.7, the rest untouched;
      * first = 0 touches nothing; first > c is refused */
@@ -86,11 +83,15 @@ static void bcast_concat_scale(void) {
     dy = hb_from(y, stotal * 4);
     fs_code rc = OP(scale_channels, dy, spx, sc, first, 1.7f, &err);
     if (rc == FS_OK) rc = OP(scale_channels, dy, spx, sc, 0, 5.0f, &err);
-    same_as("scale_channels", "pixels=33 c=19 first=9", rc, &err, dy, ref, stotal);
+    hb_check_identical("scale_channels", "pixels=33 c=19 first=9", rc, &err, dy, ref, stotal);
     code_is("scale_channels", "first > c refused",
             OP(scale_channels, dy, spx, sc, sc + 1, 1.7f, &err), FS_ERR_INVALID);
     hb_free(dy);
-    fs_free(y); fs_free(v); fs_free(ref); fs_free(a); fs_free(s);
+    fs_free(y);
+    fs_free(v);
+    fs_free(ref);
+    fs_free(a);
+    fs_free(s);
 }
 
 static void small_linear_case(int m, int k, int nout) {
@@ -110,12 +111,18 @@ static void small_linear_case(int m, int k, int nout) {
                 ref[(size_t)i * nout + j] = (float)s;
             }
         snprintf(shape, sizeof shape, "m=%d k=%d nout=%d bias=%d", m, k, nout, with_bias);
-        same_as("small_linear", shape,
-                OP(small_linear, dx, dout, m, k, nout, dw, with_bias ? db : NULL, &err), &err,
-                dout, ref, (size_t)m * nout);
+        hb_check_identical("small_linear", shape,
+                           OP(small_linear, dx, dout, m, k, nout, dw, with_bias ? db : NULL, &err),
+                           &err, dout, ref, (size_t)m * nout);
     }
-    hb_free(dx); hb_free(dw); hb_free(db); hb_free(dout);
-    fs_free(x); fs_free(w); fs_free(bias); fs_free(ref);
+    hb_free(dx);
+    hb_free(dw);
+    hb_free(db);
+    hb_free(dout);
+    fs_free(x);
+    fs_free(w);
+    fs_free(bias);
+    fs_free(ref);
 }
 
 /* count floats from buf + from to buf + to within a copy of base (n
@@ -128,8 +135,8 @@ static void copy_case(const fs_backend *be, const char *name, const float *base,
     memcpy(ref, base, n * 4);
     memmove(ref + to, ref + from, count * 4);
     fs_error err = {0};
-    same_as("copy", name, be->op->copy(be, dbuf + to, dbuf + from, count * 4, &err), &err, dbuf,
-            ref, n);
+    hb_check_identical("copy", name, be->op->copy(be, dbuf + to, dbuf + from, count * 4, &err),
+                       &err, dbuf, ref, n);
     fs_free(ref);
     hb_free(dbuf);
     harness_be = saved;
@@ -144,7 +151,7 @@ static void memory_cases(const fs_backend *small_scratch) {
     float *dz = hb_from(NULL, n * 4), *dx = hb_from(x, n * 4);
     fs_code rc = OP(copy, dz, dx, n * 4, &err);
     if (rc == FS_OK) rc = OP(copy, dz, dz, n * 4, &err);
-    same_as("copy", "disjoint, then in place", rc, &err, dz, x, n);
+    hb_check_identical("copy", "disjoint, then in place", rc, &err, dz, x, n);
     hb_free(dz);
     const fs_backend *bes[2] = {harness_be, small_scratch};
     const size_t shifts[2] = {3, 5000};
@@ -159,8 +166,8 @@ static void memory_cases(const fs_backend *small_scratch) {
     /* zero: floats [7, 1007) only */
     memcpy(ref, x, n * 4);
     memset(ref + 7, 0, 1000 * 4);
-    same_as("zero", "floats [7, 1007) of 100003", OP(zero, dx + 7, 1000 * 4, &err), &err, dx, ref,
-            n);
+    hb_check_identical("zero", "floats [7, 1007) of 100003", OP(zero, dx + 7, 1000 * 4, &err), &err,
+                       dx, ref, n);
     /* pitched rows (a halo's edge rows of every item): 3 items of 10 rows of
      * 17 floats, rows [2, 5) of each (51 floats) out to a host buffer of
      * pitch 60 floats and back into rows [6, 9) */
@@ -173,11 +180,12 @@ static void memory_cases(const fs_backend *small_scratch) {
     memcpy(ref, x, 3 * item * 4);
     for (int b = 0; b < 3; b++)
         memcpy(ref + b * item + 6 * row, x + b * item + 2 * row, 3 * row * 4);
-    same_as("rows copy", "3 items, rows [2, 5) -> [6, 9), host pitch 60", rc, &err, dbuf, ref,
-            3 * item);
+    hb_check_identical("rows copy", "3 items, rows [2, 5) -> [6, 9), host pitch 60", rc, &err, dbuf,
+                       ref, 3 * item);
     hb_free(dbuf);
     hb_free(dx);
-    fs_free(x); fs_free(ref);
+    fs_free(x);
+    fs_free(ref);
 }
 
 /* The text encoders' input rows: a token's row plus its position's. */
@@ -195,10 +203,17 @@ static void embed_tokens_case(size_t m, int positions, int c, int vocab) {
     void *dt = hb_from(tok, (size_t)vocab * c * 4), *dp = hb_from(pos, (size_t)positions * c * 4);
     void *di = hb_from(ids, m * sizeof(int32_t)), *dx = hb_from(NULL, m * c * 4);
     fs_error err = {0};
-    same_as("embed tokens", shape, OP(embed_tokens, di, m, positions, c, dt, dp, dx, &err), &err,
-            dx, ref, m * c);
-    hb_free(dt); hb_free(dp); hb_free(di); hb_free(dx);
-    fs_free(tok); fs_free(pos); fs_free(ref); fs_free(ids);
+    hb_check_identical("embed tokens", shape,
+                       OP(embed_tokens, di, m, positions, c, dt, dp, dx, &err), &err, dx, ref,
+                       m * c);
+    hb_free(dt);
+    hb_free(dp);
+    hb_free(di);
+    hb_free(dx);
+    fs_free(tok);
+    fs_free(pos);
+    fs_free(ref);
+    fs_free(ids);
 }
 
 void ops_cases_glue(void) {
@@ -224,9 +239,8 @@ void ops_cases_glue(void) {
     code_is("geglu", "in place refused on the device", OP(geglu, dx, dx, 2, 16, &err),
             FS_ERR_INVALID);
     /* scratch too small for a layer: a clear error, nothing launched */
-    fs_conv2d_desc d = {0};
-    d.n = 1; d.in_h = 4096; d.in_w = 4096; d.cin = 512; d.cout = 512; d.k = 3; d.stride = 1;
-    d.dil = 1; d.x_rows = 4096; d.y_rows = 4096;
+    const fs_conv2d_desc d = {.n = 1, .in_h = 4096, .in_w = 4096, .cin = 512, .cout = 512, .k = 3,
+                              .stride = 1, .dil = 1, .x_rows = 4096, .y_rows = 4096};
     if (fs_cuda_open(&small, 0, 1 << 20, &err) == FS_OK) {
         small_be = fs_backend_cuda(small);
         fs_code rc = small_be.op->conv2d(&small_be, &d, dx, dx, NULL, dx, NULL, &err);

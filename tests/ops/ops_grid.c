@@ -4,19 +4,11 @@
  * sub-lattice gathered and scattered back, windows added into an own-rows
  * buffer one after another with their counts, and the average. Moves and
  * one add or divide per element: the bits must match. */
+#include "ops/ops_harness.h"
 #include <stdio.h>
 #include <string.h>
-#include "ops/ops_harness.h"
 
 #define OP(name, ...) harness_be->op->name(harness_be, __VA_ARGS__)
-
-static void check(const char *op, const char *shape, fs_code rc, fs_error *err, void *d,
-                  const float *ref, size_t n) {
-    float *got = fs_alloc(n * sizeof(float) + 4);
-    if (hb_ran(op, rc, err)) hb_to(got, d, n * sizeof(float));
-    harness_identical(op, shape, ref, got, n);
-    fs_free(got);
-}
 
 /* A grid of an fh x fw map of c channels: gathered from the strip of rows
  * [row0, row0 + rows), which must hold every on-map token of the grid. */
@@ -37,9 +29,9 @@ static void gather_case(int fh, int fw, int c, int row0, int rows, fs_grid g, in
         }
     void *ds = hb_from(src, ns * 4), *dp = hb_from(pad, (size_t)c * 4), *dd = hb_from(NULL, nd * 4);
     fs_error err = {0};
-    check("grid gather", shape,
-          OP(grid_gather, dd, ds, row0, fh, fw, c, &g, with_pad ? dp : NULL, &err), &err, dd, ref,
-          nd);
+    hb_check_identical("grid gather", shape,
+                       OP(grid_gather, dd, ds, row0, fh, fw, c, &g, with_pad ? dp : NULL, &err),
+                       &err, dd, ref, nd);
     /* and back: scatter into a copy of the strip (tokens all on the map) */
     if (!with_pad) {
         float *back = harness_random(nd, 5, 6), *sref = fs_alloc(ns * sizeof(float) + 4);
@@ -49,13 +41,18 @@ static void gather_case(int fh, int fw, int c, int row0, int rows, fs_grid g, in
                 memcpy(sref + ((size_t)(g.y0 + i * g.dy - row0) * fw + g.x0 + j * g.dx) * c,
                        back + ((size_t)i * g.nx + j) * c, (size_t)c * 4);
         void *db = hb_from(back, nd * 4);
-        check("grid scatter", shape, OP(grid_scatter, ds, row0, fw, c, &g, db, &err), &err, ds,
-              sref, ns);
+        hb_check_identical("grid scatter", shape, OP(grid_scatter, ds, row0, fw, c, &g, db, &err),
+                           &err, ds, sref, ns);
         hb_free(db);
-        fs_free(back); fs_free(sref);
+        fs_free(back);
+        fs_free(sref);
     }
-    hb_free(ds); hb_free(dp); hb_free(dd);
-    fs_free(src); fs_free(pad); fs_free(ref);
+    hb_free(ds);
+    hb_free(dp);
+    hb_free(dd);
+    fs_free(src);
+    fs_free(pad);
+    fs_free(ref);
 }
 
 /* nwin windows of ph x pw at random places (partly off the map) added into
@@ -74,8 +71,8 @@ static void window_case(int fh, int fw, int c, int row0, int rows, int ph, int p
     fs_error err = {0};
     fs_code rc = FS_OK;
     for (int k = 0; k < nwin && rc == FS_OK; k++) {
-        fs_grid g = {harness_int(-ph / 2, fh - ph / 2), harness_int(-pw / 2, fw - pw / 2), ph, pw,
-                     1, 1};
+        fs_grid g = {
+            harness_int(-ph / 2, fh - ph / 2), harness_int(-pw / 2, fw - pw / 2), ph, pw, 1, 1};
         harness_fill(o, no, -1, 1);
         for (int i = 0; i < ph; i++)
             for (int j = 0; j < pw; j++) {
@@ -89,15 +86,19 @@ static void window_case(int fh, int fw, int c, int row0, int rows, int ph, int p
         dow = hb_from(o, no * 4);
         rc = OP(window_add, dout, dcnt, row0, rows, fw, c, &g, dow, &err);
     }
-    check("window add", shape, rc, &err, dout, ref, T * c);
-    check("window count", shape, FS_OK, &err, dcnt, cnt, T);
+    hb_check_identical("window add", shape, rc, &err, dout, ref, T * c);
+    hb_check_identical("window count", shape, FS_OK, &err, dcnt, cnt, T);
     for (size_t t = 0; t < T; t++)
         if (cnt[t] > 0.0f)
             for (int ch = 0; ch < c; ch++) ref[t * c + ch] /= cnt[t];
-    check("divide counts", shape, OP(divide_counts, dout, dcnt, T, c, &err), &err, dout, ref,
-          T * c);
-    hb_free(dout); hb_free(dcnt); hb_free(dow);
-    fs_free(ref); fs_free(cnt); fs_free(o);
+    hb_check_identical("divide counts", shape, OP(divide_counts, dout, dcnt, T, c, &err), &err,
+                       dout, ref, T * c);
+    hb_free(dout);
+    hb_free(dcnt);
+    hb_free(dow);
+    fs_free(ref);
+    fs_free(cnt);
+    fs_free(o);
 }
 
 void ops_cases_grid(void) {
@@ -114,7 +115,7 @@ void ops_cases_grid(void) {
     window_case(32, 32, 64, 8, 8, 16, 16, 9);
     for (int i = 0; i < 4; i++) {
         int fh = harness_int(2, 24), fw = harness_int(2, 24), row0 = harness_int(0, fh - 1);
-        window_case(fh, fw, harness_int(1, 40), row0, harness_int(1, fh - row0),
-                    harness_int(1, fh), harness_int(1, fw), harness_int(1, 10));
+        window_case(fh, fw, harness_int(1, 40), row0, harness_int(1, fh - row0), harness_int(1, fh),
+                    harness_int(1, fw), harness_int(1, 10));
     }
 }

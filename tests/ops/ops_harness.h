@@ -83,6 +83,10 @@ void hb_to(void *host, const void *dev, size_t bytes);
 void hb_free(void *dev);
 /* Records an op's return code as the wrappers do; 1 when it ran. */
 int hb_ran(const char *op, fs_code rc, const fs_error *err);
+/* An op called on the table directly (returning rc): its n floats at dev
+ * must be ref's bits. */
+void hb_check_identical(const char *op, const char *shape, fs_code rc, const fs_error *err,
+                        const void *dev, const float *ref, size_t n);
 
 /* Case groups. */
 void ops_cases_linear(void);

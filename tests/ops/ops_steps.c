@@ -5,20 +5,12 @@
  * scaling and the Philox noise fill. One fixed float sequence per element:
  * the bits must match, and a strip computed alone (from its offset) must
  * give the whole latent's bits. */
+#include "ops/ops_harness.h"
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include "ops/ops_harness.h"
 
 #define OP(name, ...) harness_be->op->name(harness_be, __VA_ARGS__)
-
-static void check(const char *op, const char *shape, fs_code rc, fs_error *err, void *d,
-                  const float *ref, size_t n) {
-    float *got = fs_alloc(n * sizeof(float) + 4);
-    if (hb_ran(op, rc, err)) hb_to(got, d, n * sizeof(float));
-    harness_identical(op, shape, ref, got, n);
-    fs_free(got);
-}
 
 static void steps_case(size_t pixels, int ch) {
     char shape[48];
@@ -34,14 +26,15 @@ static void steps_case(size_t pixels, int ch) {
 
     const float g = 7.5f;
     for (size_t k = 0; k < n; k++) ref[k] = u[k] + g * (e[k] - u[k]);
-    check("cfg", shape, OP(cfg, du, de, g, n, dy, &err), &err, dy, ref, n);
+    hb_check_identical("cfg", shape, OP(cfg, du, de, g, n, dy, &err), &err, dy, ref, n);
 
     const float sigma = 3.7f, dt = -0.41f;
     for (size_t k = 0; k < n; k++) {
         float pred = x[k] - sigma * e[k], deriv = (x[k] - pred) / sigma;
         ref[k] = x[k] + deriv * dt;
     }
-    check("euler step", shape, OP(euler_step, dx, de, n, sigma, dt, &err), &err, dx, ref, n);
+    hb_check_identical("euler step", shape, OP(euler_step, dx, de, n, sigma, dt, &err), &err, dx,
+                       ref, n);
     /* a strip from its offset: the same bits */
     if (n > 3) {
         hb_to(ref, dx, n * 4);
@@ -49,7 +42,7 @@ static void steps_case(size_t pixels, int ch) {
         fs_code rc =
             OP(euler_step, (float *)dx2 + 3, (const float *)de + 3, n - 3, sigma, dt, &err);
         if (rc == FS_OK) rc = OP(euler_step, dx2, de, 3, sigma, dt, &err);
-        check("euler step strips", shape, rc, &err, dx2, ref, n);
+        hb_check_identical("euler step strips", shape, rc, &err, dx2, ref, n);
         hb_free(dx2);
     }
 
@@ -60,13 +53,13 @@ static void steps_case(size_t pixels, int ch) {
         float pred = (x1[k] - c.sqrt_beta_t * e[k]) / c.sqrt_alpha_t, dir = c.dir * e[k];
         ref[k] = c.sqrt_alpha_prev * pred + dir;
     }
-    check("ddim step", shape, OP(ddim_step, dx, de, n, &c, &err), &err, dx, ref, n);
+    hb_check_identical("ddim step", shape, OP(ddim_step, dx, de, n, &c, &err), &err, dx, ref, n);
 
     for (int form = 0; form < 2; form++) {
         const float a = form ? sqrtf(0.3f) : 1.0f, b = form ? sqrtf(0.7f) : 5.5f;
         for (size_t k = 0; k < n; k++) ref[k] = form ? a * z[k] + b * e[k] : z[k] + e[k] * b;
-        check("add noise", form ? "ddim form" : "euler form (z + eps sigma)",
-              OP(add_noise, dz, de, n, a, b, dy, &err), &err, dy, ref, n);
+        hb_check_identical("add noise", form ? "ddim form" : "euler form (z + eps sigma)",
+                           OP(add_noise, dz, de, n, a, b, dy, &err), &err, dy, ref, n);
         for (int masked = 0; masked < 2; masked++) {
             const float cf = 0.8f, cb = 0.3f;
             for (size_t p = 0; p < pixels; p++) {
@@ -78,19 +71,31 @@ static void steps_case(size_t pixels, int ch) {
                 }
             }
             void *dx3 = hb_from(x, n * 4);
-            check("detail blend", masked ? "masked" : "no mask",
-                  OP(detail_blend, dx3, dz, de, masked ? dm : NULL, pixels, ch, a, b, cf, cb,
-                     &err), &err, dx3, ref, n);
+            hb_check_identical(
+                "detail blend", masked ? "masked" : "no mask",
+                OP(detail_blend, dx3, dz, de, masked ? dm : NULL, pixels, ch, a, b, cf, cb, &err),
+                &err, dx3, ref, n);
             hb_free(dx3);
         }
     }
 
     for (size_t k = 0; k < n; k++) ref[k] = x[k] * 14.6146f;
     void *dx4 = hb_from(x, n * 4);
-    check("scale", shape, OP(scale, dx4, dy, n, 14.6146f, &err), &err, dy, ref, n);
+    hb_check_identical("scale", shape, OP(scale, dx4, dy, n, 14.6146f, &err), &err, dy, ref, n);
     hb_free(dx4);
-    hb_free(dx); hb_free(de); hb_free(du); hb_free(dz); hb_free(dm); hb_free(dy);
-    fs_free(x); fs_free(e); fs_free(u); fs_free(z); fs_free(mask); fs_free(ref); fs_free(x1);
+    hb_free(dx);
+    hb_free(de);
+    hb_free(du);
+    hb_free(dz);
+    hb_free(dm);
+    hb_free(dy);
+    fs_free(x);
+    fs_free(e);
+    fs_free(u);
+    fs_free(z);
+    fs_free(mask);
+    fs_free(ref);
+    fs_free(x1);
 }
 
 /* Normal numbers index0 .. index0 + n - 1 of a stream: core's generator. */
@@ -101,14 +106,15 @@ static void noise_case(size_t n, uint64_t index0) {
     fs_rng_fill_normal(ref, n, 1234, 7, index0);
     void *d = hb_from(NULL, n * 4);
     fs_error err = {0};
-    check("noise fill", shape, OP(noise_fill, d, n, 1234, 7, index0, &err), &err, d, ref, n);
+    hb_check_identical("noise fill", shape, OP(noise_fill, d, n, 1234, 7, index0, &err), &err, d,
+                       ref, n);
     hb_free(d);
     fs_free(ref);
 }
 
 void ops_cases_steps(void) {
     steps_case(1, 4);
-    steps_case(128 * 96, 4);   /* a 1024 x 768 latent */
+    steps_case(128 * 96, 4); /* a 1024 x 768 latent */
     steps_case((size_t)harness_int(1, 5000), harness_int(1, 16));
     noise_case(1, 0);
     noise_case(4096 * 4, 3 * 4096);
