@@ -33,6 +33,16 @@ fs_code fs_cuda_download(fs_cuda *cu, void *dst, const void *src, size_t bytes, 
     return NO_CUDA(err);
 }
 fs_code fs_cuda_sync(fs_cuda *cu, fs_error *err) { (void)cu; return NO_CUDA(err); }
+fs_code fs_cuda_upload_rows(fs_cuda *cu, void *dst, size_t dst_pitch, const void *src,
+                            size_t src_pitch, size_t row_bytes, size_t rows, fs_error *err) {
+    (void)cu; (void)dst; (void)dst_pitch; (void)src; (void)src_pitch; (void)row_bytes; (void)rows;
+    return NO_CUDA(err);
+}
+fs_code fs_cuda_download_rows(fs_cuda *cu, void *dst, size_t dst_pitch, const void *src,
+                              size_t src_pitch, size_t row_bytes, size_t rows, fs_error *err) {
+    (void)cu; (void)dst; (void)dst_pitch; (void)src; (void)src_pitch; (void)row_bytes; (void)rows;
+    return NO_CUDA(err);
+}
 fs_code fs_cuda_silu(fs_cuda *cu, const float *x, float *y, size_t n, fs_error *err) {
     (void)cu; (void)x; (void)y; (void)n;
     return NO_CUDA(err);

@@ -46,3 +46,12 @@ void fs_timestep_embedding(const float *t, int n, int dim, float *out) {
     if (dim % 2)
         for (int i = 0; i < n; i++) out[(size_t)i * dim + dim - 1] = 0.0f;
 }
+
+void fs_embed_tokens(const int32_t *ids, size_t m, int positions, int c, const float *tokens,
+                     const float *pos, float *x) {
+    for (size_t r = 0; r < m; r++) {
+        const float *te = tokens + (size_t)ids[r] * c;
+        const float *pe = pos + (r % (size_t)positions) * c;
+        for (int i = 0; i < c; i++) x[r * c + i] = te[i] + pe[i];
+    }
+}

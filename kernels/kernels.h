@@ -131,6 +131,26 @@ void fs_geglu(const float *x, float *y, size_t m, int d);
  * f_j = exp(-ln(10000) j / (dim/2)). out is [n][dim]. */
 void fs_timestep_embedding_ref(const float *t, int n, int dim, float *out);
 void fs_timestep_embedding(const float *t, int n, int dim, float *out);
+/* The text encoders' input: x[r] = tokens[ids[r]] + pos[r % positions] for
+ * rows r < m, each [c] floats (ids already checked against the vocabulary). */
+void fs_embed_tokens(const int32_t *ids, size_t m, int positions, int c, const float *tokens,
+                     const float *pos, float *x);
+
+/* ---------------------------------------------------------------- glue
+ * The elementwise steps between the networks' ops (kernels/glue.c), each one
+ * float operation per element in index order (bits independent of threads):
+ * y += x; y -= x; y[b][p][ch] += v[b][ch] for p < pixels; y[p] = [a[p] (ca
+ * floats) | s[p] (cs floats)]; x[p][ch] *= b for ch < first (rows of c). */
+void fs_add(float *y, const float *x, size_t count);
+void fs_sub(float *y, const float *x, size_t count);
+void fs_add_bcast(float *y, const float *v, int n, size_t pixels, int c);
+void fs_concat(const float *a, int ca, const float *s, int cs, float *y, size_t pixels);
+void fs_scale_channels(float *x, size_t pixels, int c, int first, float b);
+/* Tiny products (the embeddings, m = batch): y[i][j] = b[j] + sum_p x[i][p]
+ * w[j][p] summed in double in index order, one output per work item (no GEMM
+ * tiles: m is a global quantity there, every rank computes it all). */
+void fs_small_linear(const float *x, float *y, int m, int k, int nout, const float *w,
+                     const float *bias);
 
 /* ---------------------------------------------------------------- resampling
  * Nearest 2x: x holds rows [n][rows][w][c], y gets [n][2 rows][2 w][c]. */
@@ -198,6 +218,13 @@ void fs_freeu_row_coeffs(const float *row, int y, int h, int w, int c, double *o
 void fs_freeu_apply(float *x, int row0, int rows, int h, int w, int c, const double *coeffs,
                     float s);
 fs_code fs_freeu_ref(const float *x, float *y, int h, int w, int c, float s, fs_error *err);
+/* Strips of n items: fs_freeu_partials writes the partials of global rows
+ * [row0, row0 + rows) of x [n][rows][w][c] into part [rows][n][4][c][2];
+ * fs_freeu_apply_items applies summed coefficients [n][4][c][2] in place. */
+void fs_freeu_partials(const float *x, int n, int row0, int rows, int h, int w, int c,
+                       double *part);
+void fs_freeu_apply_items(float *x, int n, int row0, int rows, int h, int w, int c,
+                          const double *coeffs, float s);
 
 /* ---------------------------------------------------------------- attention
  * o = softmax(q k^T * scale) v for each of `heads` heads of dimension dh.
@@ -223,6 +250,49 @@ fs_code fs_attention_causal(const float *q, int ldq, const float *k, int ldk, co
                             int ldv, float *o, int ldo, int nq, int nk, int heads, int dh,
                             float scale, int64_t q0, fs_arena *scratch, fs_error *err);
 
+/* ---------------------------------------------------------------- sampler steps
+ * The samplers' elementwise updates (kernels/steps.c) with coefficients
+ * sampler/ derives from the schedule, in diffusers' float32 order:
+ * CFG eps = u + g (c - u); Euler x = s + ((s - (s - sigma e)) / sigma) dt;
+ * DDIM x = sqrt_alpha_prev ((x - sqrt_beta_t e) / sqrt_alpha_t) + dir e;
+ * noised = a z + b e (Euler: a = 1, b = sigma; DDIM: sqrt(alpha), sqrt(1 -
+ * alpha)); detail mix x = x (1 - c) + (a z + b e) c with c = c_fg where
+ * the mask [pixels] is nonzero (or NULL), else c_bg; y = x k. */
+typedef struct fs_ddim_coeffs {
+    float sqrt_beta_t, sqrt_alpha_t, dir, sqrt_alpha_prev;
+} fs_ddim_coeffs;
+void fs_cfg_combine(const float *eps_uncond, const float *eps_cond, float guidance, size_t n,
+                    float *eps);
+void fs_euler_update(float *x, const float *eps, size_t n, float sigma, float dt);
+void fs_ddim_update(float *x, const float *eps, size_t n, const fs_ddim_coeffs *c);
+void fs_noised(const float *z, const float *eps, size_t n, float a, float b, float *noisy);
+void fs_detail_mix(float *x, const float *z, const float *eps, const float *mask, size_t pixels,
+                   int channels, float a, float b, float c_fg, float c_bg);
+void fs_scale(const float *x, float *y, size_t n, float k);
+
+/* ---------------------------------------------------------------- token grids
+ * Scale fusion's windows and fast_mode's sub-lattices (unet/fusion.c) as
+ * moves of tokens (c floats each) of an fh x fw map (kernels/grid.c). A grid
+ * is the ny x nx tokens (y0 + i dy, x0 + j dx), which may lie off the map.
+ * fs_grid_gather: dst[i][j] = that token of src (src holds map rows from
+ * src_row0, [..][fw][c]) when it is on the map, else pad ([c]; NULL only
+ * when every token is on the map).
+ * fs_grid_scatter: the reverse, into dst (map rows from dst_row0); every
+ * token must be on the map and in dst.
+ * fs_window_add: for a unit-step grid, out[t] += o[i][j] and cnt[t] += 1 for
+ * each of its tokens t on the map and in out's rows [row0, row0 + rows) (out
+ * [rows][fw][c], cnt [rows][fw]): a window's contribution, added after the
+ * windows before it.
+ * fs_divide_counts: out[t] /= cnt[t] where cnt[t] > 0, t < tokens. */
+typedef struct fs_grid { int y0, x0, ny, nx, dy, dx; } fs_grid;
+void fs_grid_gather(float *dst, const float *src, int src_row0, int fh, int fw, int c,
+                    const fs_grid *g, const float *pad);
+void fs_grid_scatter(float *dst, int dst_row0, int fw, int c, const fs_grid *g,
+                     const float *src);
+void fs_window_add(float *out, float *cnt, int row0, int rows, int fw, int c, const fs_grid *g,
+                   const float *o);
+void fs_divide_counts(float *out, const float *cnt, size_t tokens, int c);
+
 /* ---------------------------------------------------------------- CUDA
  * The optional GPU backend (the .cu files of kernels/cuda, built when nvcc is found; see
  * kernels/cuda_host.c for the build without it). One opaque context per rank
@@ -230,7 +300,7 @@ fs_code fs_attention_causal(const float *q, int ldq, const float *k, int ldk, co
  * DEVICE pointers, are queued on the context's stream and return at once
  * (errors of a launch are reported; errors inside a kernel surface at the
  * next fs_cuda_sync). Each op mirrors the CPU op of the same name above and
- * is tested against its fs_*_ref by tests/test_cuda.c.
+ * is tested against its fs_*_ref through the CUDA backend by tests/test_ops.c.
  *
  * Exactness across ranks holds on the GPU as on the CPU: cuBLAS is called
  * only on tiles of a fixed shape at fixed global positions (a partial tile
@@ -255,6 +325,12 @@ void fs_cuda_free(fs_cuda *cu, void *dptr);
 fs_code fs_cuda_upload(fs_cuda *cu, void *dst, const void *src, size_t bytes, fs_error *err);
 fs_code fs_cuda_download(fs_cuda *cu, void *dst, const void *src, size_t bytes, fs_error *err);
 fs_code fs_cuda_sync(fs_cuda *cu, fs_error *err);
+/* `rows` rows of row_bytes between pitched buffers (cudaMemcpy2D: a halo's
+ * edge rows of every item in one copy), synchronous for the host buffer. */
+fs_code fs_cuda_upload_rows(fs_cuda *cu, void *dst, size_t dst_pitch, const void *src,
+                            size_t src_pitch, size_t row_bytes, size_t rows, fs_error *err);
+fs_code fs_cuda_download_rows(fs_cuda *cu, void *dst, size_t dst_pitch, const void *src,
+                              size_t src_pitch, size_t row_bytes, size_t rows, fs_error *err);
 
 /* Pointwise (y may equal x). */
 fs_code fs_cuda_silu(fs_cuda *cu, const float *x, float *y, size_t n, fs_error *err);
@@ -311,6 +387,146 @@ fs_code fs_cuda_conv2d(fs_cuda *cu, const fs_conv2d_desc *d, const float *x, con
 fs_code fs_cuda_attention(fs_cuda *cu, const float *q, int ldq, const float *k, int ldk,
                           const float *v, int ldv, float *o, int ldo, int nq, int nk, int heads,
                           int dh, float scale, int64_t q0, fs_error *err);
+
+/* ---------------------------------------------------------------- backends
+ * The one door from the networks (through nn/) to a device: a table of ops
+ * fixed when a backend is made (ggml's ggml-backend-impl.h is the model).
+ * The CPU backend (kernels/backend_cpu.c) wraps the fast ops above; the CUDA
+ * backend (kernels/backend_cuda.c) wraps the fs_cuda_* ops. Pointers are
+ * the backend's memory (host or device; see host_memory) except where an op
+ * says "host". Every op returns its error (fs_fail into err), nothing else
+ * reports one. An op a backend lacks fails with FS_ERR_UNSUPPORTED naming
+ * the op: never a silently different result. Each op's contract is the CPU
+ * op's of the same name above; tests/test_ops.c runs every op of every
+ * backend against the reference loops.
+ *
+ * It lives here, not in nn/, because it is the kernels' contract (device
+ * pointers, scratch, tiles), tested without nn's dry pass and comm; nn/
+ * adds the sizing pass, the profile and the traffic between ranks on top. */
+typedef struct fs_backend fs_backend;
+typedef struct fs_backend_ops {
+    /* memory */
+    fs_code (*alloc)(const fs_backend *be, void **p, size_t bytes, fs_error *err);
+    void (*free)(const fs_backend *be, void *p);
+    /* The contents of [p, p + bytes) are no longer needed: host memory gives
+     * its whole pages back to the system (after filling the range with NaN,
+     * so a later read shows in any result); device memory keeps them. */
+    void (*discard)(const fs_backend *be, void *p, size_t bytes);
+    fs_code (*upload)(const fs_backend *be, void *dst, const void *host, size_t bytes,
+                      fs_error *err);
+    fs_code (*download)(const fs_backend *be, void *host, const void *src, size_t bytes,
+                        fs_error *err);
+    /* rows rows of row_bytes each between pitched buffers (edge rows only) */
+    fs_code (*upload_rows)(const fs_backend *be, void *dst, size_t dst_pitch, const void *host,
+                           size_t host_pitch, size_t row_bytes, size_t rows, fs_error *err);
+    fs_code (*download_rows)(const fs_backend *be, void *host, size_t host_pitch,
+                             const void *src, size_t src_pitch, size_t row_bytes, size_t rows,
+                             fs_error *err);
+    fs_code (*copy)(const fs_backend *be, void *dst, const void *src, size_t bytes,
+                    fs_error *err); /* may overlap */
+    fs_code (*zero)(const fs_backend *be, void *dst, size_t bytes, fs_error *err);
+    /* GEMM ops (scratch: the caller's arena on the CPU, the context's own on a device) */
+    fs_code (*conv2d)(const fs_backend *be, const fs_conv2d_desc *d, const float *x,
+                      const float *w, const float *bias, float *y, fs_arena *scratch,
+                      fs_error *err);
+    fs_code (*linear)(const fs_backend *be, const float *x, float *y, size_t m, int k, int nout,
+                      const float *w, const float *bias, int64_t m0, fs_arena *scratch,
+                      fs_error *err);
+    fs_code (*linear_whole)(const fs_backend *be, const float *x, float *y, size_t m, int k,
+                            int nout, const float *w, const float *bias, fs_arena *scratch,
+                            fs_error *err);
+    fs_code (*small_linear)(const fs_backend *be, const float *x, float *y, int m, int k,
+                            int nout, const float *w, const float *bias, fs_error *err);
+    fs_code (*embed_tokens)(const fs_backend *be, const int32_t *ids, size_t m, int positions,
+                            int c, const float *tokens, const float *pos, float *x,
+                            fs_error *err);
+    fs_code (*attention)(const fs_backend *be, const float *q, int ldq, const float *k, int ldk,
+                         const float *v, int ldv, float *o, int ldo, int nq, int nk, int heads,
+                         int dh, float scale, int64_t q0, fs_arena *scratch, fs_error *err);
+    fs_code (*attention_causal)(const fs_backend *be, const float *q, int ldq, const float *k,
+                                int ldk, const float *v, int ldv, float *o, int ldo, int nq,
+                                int nk, int heads, int dh, float scale, int64_t q0,
+                                fs_arena *scratch, fs_error *err);
+    /* norms (GroupNorm's partials are summed and folded by the caller, on the host) */
+    fs_code (*gn_partials)(const fs_backend *be, const float *x, int n, int rows, int w, int c,
+                           int groups, double *part, fs_error *err);
+    fs_code (*gn_apply)(const fs_backend *be, const float *x, float *y, int n, int rows, int w,
+                        int c, int groups, const float *mean, const float *rstd,
+                        const float *gamma, const float *beta, int silu, fs_error *err);
+    fs_code (*layernorm)(const fs_backend *be, const float *x, float *y, size_t tokens, int c,
+                         float eps, const float *gamma, const float *beta, fs_error *err);
+    /* activations and pointwise */
+    fs_code (*silu)(const fs_backend *be, const float *x, float *y, size_t n, fs_error *err);
+    fs_code (*gelu)(const fs_backend *be, const float *x, float *y, size_t n, fs_error *err);
+    fs_code (*quick_gelu)(const fs_backend *be, const float *x, float *y, size_t n,
+                          fs_error *err);
+    fs_code (*geglu)(const fs_backend *be, const float *x, float *y, size_t m, int d,
+                     fs_error *err);
+    fs_code (*add)(const fs_backend *be, float *y, const float *x, size_t count, fs_error *err);
+    fs_code (*sub)(const fs_backend *be, float *y, const float *x, size_t count, fs_error *err);
+    fs_code (*add_bcast)(const fs_backend *be, float *y, const float *v, int n, size_t pixels,
+                         int c, fs_error *err);
+    fs_code (*concat)(const fs_backend *be, const float *a, int ca, const float *s, int cs,
+                      float *y, size_t pixels, fs_error *err);
+    fs_code (*scale_channels)(const fs_backend *be, float *x, size_t pixels, int c, int first,
+                              float b, fs_error *err);
+    /* resampling */
+    fs_code (*upsample_nearest2x)(const fs_backend *be, const float *x, float *y, int n,
+                                  int rows, int w, int c, fs_error *err);
+    fs_code (*resize_bicubic)(const fs_backend *be, const fs_resize_desc *d, const float *x,
+                              float *y, fs_error *err);
+    /* FreeScale: blurs (g: the d->k taps, host), FreeU's filter, fusion's grids */
+    fs_code (*blur)(const fs_backend *be, const fs_blur_desc *d, const float *g, const float *x,
+                    float *y, fs_arena *scratch, fs_error *err);
+    fs_code (*blur_fft)(const fs_backend *be, const float *x, float *y, int n, int h, int w,
+                        int c, float sigma, fs_error *err);
+    fs_code (*freeu_partials)(const fs_backend *be, const float *x, int n, int row0, int rows,
+                              int h, int w, int c, double *part, fs_error *err);
+    fs_code (*freeu_apply)(const fs_backend *be, float *x, int n, int row0, int rows, int h,
+                           int w, int c, const double *coeffs, float s, fs_error *err);
+    fs_code (*grid_gather)(const fs_backend *be, float *dst, const float *src, int src_row0,
+                           int fh, int fw, int c, const fs_grid *g, const float *pad,
+                           fs_error *err);
+    fs_code (*grid_scatter)(const fs_backend *be, float *dst, int dst_row0, int fw, int c,
+                            const fs_grid *g, const float *src, fs_error *err);
+    fs_code (*window_add)(const fs_backend *be, float *out, float *cnt, int row0, int rows,
+                          int fw, int c, const fs_grid *g, const float *o, fs_error *err);
+    fs_code (*divide_counts)(const fs_backend *be, float *out, const float *cnt, size_t tokens,
+                             int c, fs_error *err);
+    /* the sampler's steps, and the initial noise: normal numbers index0 ..
+     * index0 + n - 1 of the Philox stream (seed, stream), core's
+     * fs_rng_fill_normal */
+    fs_code (*cfg)(const fs_backend *be, const float *eps_uncond, const float *eps_cond,
+                   float guidance, size_t n, float *eps, fs_error *err);
+    fs_code (*euler_step)(const fs_backend *be, float *x, const float *eps, size_t n, float sigma,
+                          float dt, fs_error *err);
+    fs_code (*ddim_step)(const fs_backend *be, float *x, const float *eps, size_t n,
+                         const fs_ddim_coeffs *c, fs_error *err);
+    fs_code (*add_noise)(const fs_backend *be, const float *z, const float *eps, size_t n,
+                         float a, float b, float *noisy, fs_error *err);
+    fs_code (*detail_blend)(const fs_backend *be, float *x, const float *z, const float *eps,
+                            const float *mask, size_t pixels, int channels, float a, float b,
+                            float c_fg, float c_bg, fs_error *err);
+    fs_code (*scale)(const fs_backend *be, const float *x, float *y, size_t n, float k,
+                     fs_error *err);
+    fs_code (*noise_fill)(const fs_backend *be, float *x, size_t n, uint64_t seed,
+                          uint64_t stream, uint64_t index0, fs_error *err);
+} fs_backend_ops;
+
+struct fs_backend {
+    const char *name;          /* "cpu", "cuda": starts an unsupported op's message */
+    /* the ops' buffers are host memory: comm (MPI) can read and write them
+     * in place; otherwise rows that cross ranks are staged through the host */
+    int host_memory;
+    int gemm_rows;             /* rows of the fixed GEMM tile (FS_GEMM_TILE on the CPU) */
+    void *ctx;                 /* the device context (fs_cuda *), NULL on the CPU */
+    const fs_backend_ops *op;
+};
+
+/* The CPU backend (one, static). */
+const fs_backend *fs_backend_cpu(void);
+/* The CUDA backend on an open context (the backend holds cu, not owns it). */
+fs_backend fs_backend_cuda(fs_cuda *cu);
 
 #ifdef __cplusplus
 }

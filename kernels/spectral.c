@@ -132,6 +132,25 @@ void fs_freeu_apply(float *x, int row0, int rows, int h, int w, int c, const dou
     fs_free(tw);
 }
 
+void fs_freeu_partials(const float *x, int n, int row0, int rows, int h, int w, int c,
+                       double *part) {
+    const size_t per_item = (size_t)4 * c * 2, m = (size_t)n * per_item;
+    const size_t row = (size_t)w * c, item = (size_t)rows * row;
+#pragma omp parallel for schedule(static) num_threads(fs_threads_count()) if (item >= 4096)
+    for (int64_t t = 0; t < (int64_t)rows * n; t++) {
+        int r = (int)(t / n), b = (int)(t % n);
+        fs_freeu_row_coeffs(x + b * item + (size_t)r * row, row0 + r, h, w, c,
+                            part + (size_t)r * m + (size_t)b * per_item);
+    }
+}
+
+void fs_freeu_apply_items(float *x, int n, int row0, int rows, int h, int w, int c,
+                          const double *coeffs, float s) {
+    const size_t per_item = (size_t)4 * c * 2, item = (size_t)rows * w * c;
+    for (int b = 0; b < n; b++)
+        fs_freeu_apply(x + b * item, row0, rows, h, w, c, coeffs + (size_t)b * per_item, s);
+}
+
 /* Python's slice [start:stop] on an axis of length n, as torch resolves it. */
 static void py_slice(int start, int stop, int n, int *a, int *b) {
     if (start < 0) start = start + n < 0 ? 0 : start + n;

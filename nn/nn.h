@@ -9,7 +9,10 @@
  * drift from the code: there is one description of what each block holds at
  * once, the code itself.
  *
- * Every op call and every loop over tensor data goes through an nn_* helper;
+ * Every op call and every loop over tensor data goes through an nn_* helper,
+ * and every helper through the context's backend table (kernels.h), so a
+ * network has nothing to branch on; each returns its error (fs_code, the
+ * message in err) and nothing else reports one;
  * in the dry pass the helpers do nothing except count the scratch and FLOPs
  * the op would take. Block code offsets pointers only through nn_at(), which
  * leaves dry-pass pointers (placeholders) alone.
@@ -65,13 +68,11 @@ typedef struct nn_ctx {
     size_t peak;                 /* most arena + heap bytes resident at once */
     double flops;                /* floating-point operations of the GEMM ops */
     int level;                   /* resolution level being computed (FS_PROFILE's rows) */
-    /* NULL: the CPU. Else the pass runs on this GPU: the arena, the heap
-     * blocks and the weights are device memory and the helpers call the
-     * CUDA ops (nn/ops_gpu.c); halos, gathers and GroupNorm statistics cross
-     * ranks through host copies. The helpers that cannot fail on the CPU
-     * report a GPU failure by setting err (the first one is kept); the
-     * caller checks err->code after the pass. */
-    fs_cuda *gpu;
+    /* The device every op of the pass runs on (kernels.h's table): its
+     * memory holds the arena, the heap blocks and the weights. NULL: the
+     * CPU backend. Rows that cross ranks go through host copies when the
+     * backend's memory is not the host's. */
+    const fs_backend *be;
 } nn_ctx;
 
 /* ---------------------------------------------------------------- profile
@@ -82,6 +83,11 @@ typedef struct nn_ctx {
  * warm-up, when there are several). nn_profile_eval marks the start
  * (begin = 1) and the end of one evaluation (a forward, a decode). */
 void nn_profile_eval(const nn_ctx *f, int begin);
+
+/* The pass's backend (the CPU's when the context names none). */
+static inline const fs_backend *nn_backend(const nn_ctx *f) {
+    return f->be ? f->be : fs_backend_cpu();
+}
 
 /* ---------------------------------------------------------------- memory */
 void *nn_take(nn_ctx *f, size_t bytes);        /* arena; NULL (err set) when full */
@@ -109,6 +115,10 @@ size_t nn_heap_release(nn_ctx *f, float *p, size_t count);
 /* Counts bytes resident (add) or no longer resident (!add). */
 void nn_note_heap(nn_ctx *f, size_t bytes, int add);
 
+/* Copies between the host and the backend's memory (copies on the CPU). */
+fs_code nn_upload(nn_ctx *f, void *dst, const void *host, size_t bytes);
+fs_code nn_download(nn_ctx *f, void *host, const void *src, size_t bytes);
+
 size_t nn_tensor_floats(const nn_ctx *f, const nn_level *lv, int c);
 /* The error code of a failed allocation (the helpers set err). */
 static inline fs_code nn_oom(const nn_ctx *f) {
@@ -122,9 +132,10 @@ static inline fs_code nn_oom(const nn_ctx *f) {
  * nn_gn_finish: own_part holds the partials of this strip's own rows (in
  * row order); sums every strip's exactly across ranks (fixed-point, so the
  * same bits for any split: comm.h's fs_comm_sum_rows_exact) and folds the
- * totals into mean and rstd [n][groups]. */
-void nn_gn_partials(nn_ctx *f, const float *x, int rows, int w, int c, int groups,
-                    double *part);
+ * totals into mean and rstd [n][groups]. Partials, mean and rstd are in the
+ * backend's memory (the partials come to the host to be summed: a few kB). */
+fs_code nn_gn_partials(nn_ctx *f, const float *x, int rows, int w, int c, int groups,
+                       double *part);
 fs_code nn_gn_finish(nn_ctx *f, const nn_level *lv, const double *own_part, int c, int groups,
                      float eps, float *mean, float *rstd);
 /* Both at once for x = this strip's own rows [n][rows][w][c]; mean and rstd
@@ -133,19 +144,19 @@ fs_code nn_gn_stats(nn_ctx *f, const nn_level *lv, const float *x, int c, int gr
                     float **mean, float **rstd);
 /* Writes GN(x) (with SiLU if silu) of the own rows into the own rows of the
  * halo buffer buf ([n][top + rows + bot][w][c]). */
-void nn_gn_apply(nn_ctx *f, const nn_level *lv, const float *x, int c, int groups,
-                 const float *mean, const float *rstd, const nn_norm_w *nw, int silu, float *buf,
-                 int top, int bot);
+fs_code nn_gn_apply(nn_ctx *f, const nn_level *lv, const float *x, int c, int groups,
+                    const float *mean, const float *rstd, const nn_norm_w *nw, int silu, float *buf,
+                    int top, int bot);
 /* y = GN(x) (+ SiLU) for `rows` rows of one item (n = 1 statistics). */
-void nn_gn_apply_rows(nn_ctx *f, const float *x, float *y, int rows, int w, int c, int groups,
-                      const float *mean, const float *rstd, const nn_norm_w *nw, int silu);
-void nn_layernorm(nn_ctx *f, const float *x, float *y, size_t tokens, float eps,
-                  const nn_norm_w *nw);
+fs_code nn_gn_apply_rows(nn_ctx *f, const float *x, float *y, int rows, int w, int c, int groups,
+                         const float *mean, const float *rstd, const nn_norm_w *nw, int silu);
+fs_code nn_layernorm(nn_ctx *f, const float *x, float *y, size_t tokens, float eps,
+                     const nn_norm_w *nw);
 
-/* ---------------------------------------------------------------- comm */
+/* ---------------------------------------------------------------- comm (nn/strips.c) */
 /* Copies x (own rows) into the own rows of halo buffer buf. */
-void nn_copy_own(nn_ctx *f, const nn_level *lv, const float *x, int c, float *buf, int top,
-                 int bot);
+fs_code nn_copy_own(nn_ctx *f, const nn_level *lv, const float *x, int c, float *buf, int top,
+                    int bot);
 /* Fills the halo rows of buf from the ranks that own them (zeros off the map). */
 fs_code nn_halo(nn_ctx *f, const nn_level *lv, float *buf, int c, int top, int bot);
 /* All strips' rows [n][rows][w*c] -> [n][h][w*c] on every rank. */
@@ -163,40 +174,61 @@ fs_code nn_linear(nn_ctx *f, const float *x, size_t x_item, float *y, size_t y_i
 fs_code nn_linear_whole(nn_ctx *f, const float *x, float *y, size_t m, const nn_linear_w *lw);
 /* Tiny products (embeddings, m = batch): a deterministic parallel loop with
  * double sums instead of 256-row GEMM tiles. */
-void nn_small_linear(nn_ctx *f, const float *x, float *y, int m, const nn_linear_w *lw);
+fs_code nn_small_linear(nn_ctx *f, const float *x, float *y, int m, const nn_linear_w *lw);
+/* x[r] = tokens[ids[r]] + pos[r % positions] for r < m (fs_embed_tokens;
+ * ids in the backend's memory). */
+fs_code nn_embed_tokens(nn_ctx *f, const int32_t *ids, size_t m, int positions, int c,
+                        const float *tokens, const float *pos, float *x);
 /* Attention with scale 1/sqrt(dh); q, k, v, o rows of heads * dh floats. */
 fs_code nn_attention(nn_ctx *f, const float *q, const float *k, const float *v, float *o, int nq,
                      int nk, int heads, int dh, int64_t q0);
+/* The same with the text encoders' causal mask (fs_attention_causal) and
+ * its own scale. */
+fs_code nn_attention_causal(nn_ctx *f, const float *q, const float *k, const float *v, float *o,
+                            int nq, int nk, int heads, int dh, float scale, int64_t q0);
 
 /* ---------------------------------------------------------------- pointwise */
-void nn_geglu(nn_ctx *f, const float *x, float *y, size_t m, int d);
-void nn_silu(nn_ctx *f, const float *x, float *y, size_t count);
-void nn_add(nn_ctx *f, float *y, const float *x, size_t count);           /* y += x */
+fs_code nn_geglu(nn_ctx *f, const float *x, float *y, size_t m, int d);
+fs_code nn_silu(nn_ctx *f, const float *x, float *y, size_t count);
+fs_code nn_gelu(nn_ctx *f, const float *x, float *y, size_t count);
+fs_code nn_quick_gelu(nn_ctx *f, const float *x, float *y, size_t count);
+fs_code nn_add(nn_ctx *f, float *y, const float *x, size_t count);           /* y += x */
+fs_code nn_sub(nn_ctx *f, float *y, const float *x, size_t count);           /* y -= x */
 /* y[b][p][ch] += v[b][ch] for p < pixels. */
-void nn_add_bcast(nn_ctx *f, float *y, const float *v, int n, size_t pixels, int c);
+fs_code nn_add_bcast(nn_ctx *f, float *y, const float *v, int n, size_t pixels, int c);
 /* y[p] = [a[p] (ca channels) | s[p] (cs channels)] for p < pixels. */
-void nn_concat(nn_ctx *f, const float *a, int ca, const float *s, int cs, float *y,
-               size_t pixels);
-void nn_copy(nn_ctx *f, float *dst, const float *src, size_t count);      /* memmove */
-void nn_zero(nn_ctx *f, float *dst, size_t count);
-void nn_upsample2x(nn_ctx *f, const float *x, float *y, int n, int rows, int w, int c);
+fs_code nn_concat(nn_ctx *f, const float *a, int ca, const float *s, int cs, float *y,
+                  size_t pixels);
+fs_code nn_copy(nn_ctx *f, float *dst, const float *src, size_t count);      /* memmove */
+fs_code nn_zero(nn_ctx *f, float *dst, size_t count);
+fs_code nn_upsample2x(nn_ctx *f, const float *x, float *y, int n, int rows, int w, int c);
 
 /* ---------------------------------------------------------------- FreeScale (ops_fs.c)
- * fs_blur on a buffer holding the rows d says (the caller made the halo). */
+ * fs_blur on a buffer holding the rows d says (the caller made the halo);
+ * g: the d->k taps, in host memory (the op's parameters, not a tensor). */
 fs_code nn_blur(nn_ctx *f, const fs_blur_desc *d, const float *g, const float *x, float *y);
 /* fs_blur_fft in place on whole maps x [n][h][w][c] (every rank the same). */
 fs_code nn_blur_fft(nn_ctx *f, float *x, int h, int w, int c, float sigma);
 /* sum[m] = the per-row partials own_part ([own rows][m], this strip's rows
  * of level lv) of all strips, summed exactly (fs_comm_sum_rows_exact: one
- * all-reduce of m * 7 int64): the same bits for any split. */
+ * all-reduce of m * 7 int64): the same bits for any split. Both in the
+ * backend's memory (nn/strips.c). */
 fs_code nn_sum_rows(nn_ctx *f, const nn_level *lv, const double *own_part, size_t m,
                     double *sum);
 /* FreeU's Fourier filter (kernels.h) with scale s on this strip's own rows
  * x [n][rows][w][c], in place: per-row partials, summed exactly across ranks,
  * applied per item. */
 fs_code nn_freeu_filter(nn_ctx *f, const nn_level *lv, float *x, int c, float s);
+/* Scale fusion's token moves (kernels.h, "token grids"). */
+fs_code nn_grid_gather(nn_ctx *f, float *dst, const float *src, int src_row0, int fh, int fw,
+                       int c, const fs_grid *g, const float *pad);
+fs_code nn_grid_scatter(nn_ctx *f, float *dst, int dst_row0, int fw, int c, const fs_grid *g,
+                        const float *src);
+fs_code nn_window_add(nn_ctx *f, float *out, float *cnt, int row0, int rows, int fw, int c,
+                      const fs_grid *g, const float *o);
+fs_code nn_divide_counts(nn_ctx *f, float *out, const float *cnt, size_t tokens, int c);
 /* x[p][ch] *= b for ch < first, p < pixels (rows of c floats). */
-void nn_scale_channels(nn_ctx *f, float *x, size_t pixels, int c, int first, float b);
+fs_code nn_scale_channels(nn_ctx *f, float *x, size_t pixels, int c, int first, float b);
 
 #ifdef __cplusplus
 }

@@ -1,37 +1,17 @@
-/* nn/ops.c: the dry-aware helpers of nn.h: memory (arena stack and counted
- * heap blocks), GroupNorm statistics across strips, halos and gathers, the
- * GEMM ops (with their FLOPs counted) and the pointwise ops, each timed into
- * FS_PROFILE's table (nn/profile.c) when that is on.
+/* nn/ops.c: the dry-aware helpers of nn.h on one rank's data: memory (arena
+ * stack and counted heap blocks), the GEMM ops (with their FLOPs counted),
+ * the norms and the pointwise ops, each one call of the pass's backend
+ * table, timed into FS_PROFILE's table (nn/profile.c) when that is on. The
+ * helpers that move rows between ranks are in nn/strips.c, FreeScale's in
+ * nn/ops_fs.c.
  *
  * In the sizing pass a helper computes and sends nothing and only records
  * the scratch bytes its op would take from the arena on top of what is in
- * use. In the real pass it calls the kernel on the forward's one arena. */
+ * use. In the real pass it calls the backend's op on the pass's one arena. */
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
-#include "nn/gpu.h"
 #include "nn/profile.h"
 
-/* Element loops smaller than this run on the calling thread: a parallel
- * region costs more than it saves there, and far more on a busy machine
- * where a team member may be descheduled. (Elementwise: no effect on bits.) */
-#define PAR_MIN ((size_t)1 << 16)
-
-/* The GPU branch of a helper that cannot fail on the CPU: skipped after a
- * first failure (f->err keeps it), the op's own failure lands in f->err. */
-#define GPU_VOID(call) \
-    do { \
-        if (f->gpu) { \
-            if (!f->err->code) (void)(call); \
-            return; \
-        } \
-    } while (0)
-#define GPU_RC(call) \
-    do { \
-        if (f->gpu) return f->err->code ? f->err->code : (call); \
-    } while (0)
 
 /* ---------------------------------------------------------------- memory */
 
@@ -99,14 +79,8 @@ float *nn_heap_floats(nn_ctx *f, size_t count, int lazy) {
     }
     size_t bytes = count * sizeof(float);
     float *p = (float *)dry_placeholder;
-    if (!f->dry && f->gpu) {
-        if (fs_cuda_alloc(f->gpu, (void **)&p, bytes, f->err)) return NULL;
-    } else if (!f->dry) {
-        p = fs_alloc(bytes ? bytes : 1);
-    }
-    if (!p) {
-        fs_fail(f->err, FS_ERR_NOMEM, "%s: cannot allocate %.2f GB for a map", f->what,
-                (double)bytes / 1e9);
+    if (!f->dry && NN_OP(f, alloc, (void **)&p, bytes, f->err)) {
+        fs_error_prefix(f->err, "%s, a map: ", f->what);
         return NULL;
     }
     if (!lazy) {
@@ -119,25 +93,12 @@ float *nn_heap_floats(nn_ctx *f, size_t count, int lazy) {
 void nn_heap_free(nn_ctx *f, float *p, size_t counted) {
     if (!p) return;
     f->heap = f->heap > counted ? f->heap - counted : 0;
-    if (!f->dry && f->gpu)
-        fs_cuda_free(f->gpu, p);
-    else if (!f->dry)
-        fs_free(p);
+    if (!f->dry) nn_backend(f)->op->free(nn_backend(f), p);
 }
 
 size_t nn_heap_release(nn_ctx *f, float *p, size_t count) {
     size_t bytes = count * sizeof(float);
-    if (!f->dry && bytes && !f->gpu) { /* device memory: only the count drops */
-        /* NaN first: a later read of released rows shows in any result, even
-         * where the range holds no whole page (small maps in tests) */
-        const uint32_t nan_bits = 0x7fc00000u;
-        for (size_t i = 0; i < count; i++) memcpy(p + i, &nan_bits, sizeof nan_bits);
-        /* only whole pages strictly inside the range: the neighbours are live */
-        uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-        uintptr_t a = ((uintptr_t)p + page - 1) / page * page;
-        uintptr_t b = ((uintptr_t)p + bytes) / page * page;
-        if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
-    }
+    if (!f->dry && bytes) nn_backend(f)->op->discard(nn_backend(f), p, bytes);
     f->heap = f->heap > bytes ? f->heap - bytes : 0;
     return bytes;
 }
@@ -151,153 +112,47 @@ void nn_note_heap(nn_ctx *f, size_t bytes, int add) {
     }
 }
 
+fs_code nn_upload(nn_ctx *f, void *dst, const void *host, size_t bytes) {
+    if (f->dry || !bytes) return FS_OK;
+    return NN_OP(f, upload, dst, host, bytes, f->err);
+}
+
+fs_code nn_download(nn_ctx *f, void *host, const void *src, size_t bytes) {
+    if (f->dry || !bytes) return FS_OK;
+    return NN_OP(f, download, host, src, bytes, f->err);
+}
+
 size_t nn_tensor_floats(const nn_ctx *f, const nn_level *lv, int c) {
     return (size_t)f->n * (size_t)lv->rows * (size_t)lv->w * (size_t)c;
 }
 
 /* ---------------------------------------------------------------- norms */
 
-void nn_gn_partials(nn_ctx *f, const float *x, int rows, int w, int c, int groups,
-                    double *part) {
-    if (f->dry || rows <= 0) return;
-    if (f->gpu) {
-        nn_gpu_gn_partials(f, x, rows, w, c, groups, part);
-        return;
-    }
+fs_code nn_gn_partials(nn_ctx *f, const float *x, int rows, int w, int c, int groups,
+                       double *part) {
+    if (f->dry || rows <= 0) return FS_OK;
     nn_prof_time t0 = nn_prof_t(f);
-    fs_groupnorm_partials(x, f->n, rows, w, c, groups, part);
+    fs_code rc = NN_OP(f, gn_partials, x, f->n, rows, w, c, groups, part, f->err);
     nn_prof_add(f, t0, PK_GN, 0, "partials c=%d", c);
-}
-
-fs_code nn_gn_fold(nn_ctx *f, const nn_level *lv, const double *own_part, int c, int groups,
-                   float eps, float *mean, float *rstd) {
-    /* the totals by exact (order-free) sums: one all-reduce of a few kB, the
-     * same bits for any split (comm.h, fs_comm_sum_rows_exact) */
-    const size_t m = (size_t)f->n * groups * 2;
-    double *sums = malloc(m * sizeof(double));
-    if (!sums) return fs_fail(f->err, FS_ERR_NOMEM, "%s: GroupNorm statistics", f->what);
-    fs_code rc = fs_comm_sum_rows_exact(lv->plan->parts > 1 ? f->comm : NULL, lv->plan, own_part,
-                                        m, sums, f->err);
-    if (rc == FS_OK) fs_groupnorm_finish_sums(sums, lv->h, f->n, lv->w, c, groups, eps, mean, rstd);
-    free(sums);
     return rc;
 }
 
-fs_code nn_gn_finish(nn_ctx *f, const nn_level *lv, const double *own_part, int c, int groups,
-                     float eps, float *mean, float *rstd) {
+fs_code nn_gn_apply_rows(nn_ctx *f, const float *x, float *y, int rows, int w, int c, int groups,
+                         const float *mean, const float *rstd, const nn_norm_w *nw, int silu) {
+    if (f->dry || rows <= 0) return FS_OK;
+    nn_prof_time t0 = nn_prof_t(f);
+    fs_code rc = NN_OP(f, gn_apply, x, y, 1, rows, w, c, groups, mean, rstd, nw->gamma, nw->beta,
+                       silu, f->err);
+    nn_prof_add(f, t0, PK_GN, 0, "apply%s c=%d", silu ? "+silu" : "", c);
+    return rc;
+}
+
+fs_code nn_layernorm(nn_ctx *f, const float *x, float *y, size_t tokens, float eps,
+                     const nn_norm_w *nw) {
     if (f->dry) return FS_OK;
-    if (f->gpu) return nn_gpu_gn_finish(f, lv, own_part, c, groups, eps, mean, rstd);
     nn_prof_time t0 = nn_prof_t(f);
-    fs_code rc = nn_gn_fold(f, lv, own_part, c, groups, eps, mean, rstd);
-    nn_prof_add(f, t0, PK_GN, 0, "stats c=%d", c);
-    return rc;
-}
-
-fs_code nn_gn_stats(nn_ctx *f, const nn_level *lv, const float *x, int c, int groups, float eps,
-                    float **mean, float **rstd) {
-    const size_t m = (size_t)f->n * groups * 2;
-    *mean = nn_floats(f, (size_t)f->n * groups);
-    *rstd = *mean ? nn_floats(f, (size_t)f->n * groups) : NULL;
-    if (!*rstd) return nn_oom(f);
-    size_t mark = nn_mark(f);
-    double *own = nn_take(f, (size_t)lv->rows * m * sizeof(double));
-    if (!own) return nn_oom(f);
-    nn_gn_partials(f, x, lv->rows, lv->w, c, groups, own);
-    fs_code rc = nn_gn_finish(f, lv, own, c, groups, eps, *mean, *rstd);
-    nn_reset(f, mark);
-    return rc;
-}
-
-void nn_gn_apply(nn_ctx *f, const nn_level *lv, const float *x, int c, int groups,
-                 const float *mean, const float *rstd, const nn_norm_w *nw, int silu, float *buf,
-                 int top, int bot) {
-    if (f->dry) return;
-    if (f->gpu) {
-        nn_gpu_gn_apply(f, lv, x, c, groups, mean, rstd, nw, silu, buf, top, bot);
-        return;
-    }
-    nn_prof_time t0 = nn_prof_t(f);
-    const size_t item = (size_t)lv->rows * lv->w * c, row = (size_t)lv->w * c;
-    const size_t item_buf = (size_t)(top + lv->rows + bot) * row;
-    if (top == 0 && bot == 0) {
-        fs_groupnorm_apply(x, buf, f->n, lv->rows, lv->w, c, groups, mean, rstd, nw->gamma,
-                           nw->beta, silu);
-    } else {
-        for (int b = 0; b < f->n; b++)
-            fs_groupnorm_apply(x + b * item, buf + b * item_buf + (size_t)top * row, 1, lv->rows,
-                               lv->w, c, groups, mean + (size_t)b * groups,
-                               rstd + (size_t)b * groups, nw->gamma, nw->beta, silu);
-    }
-    nn_prof_add(f, t0, PK_GN, 0, "apply%s c=%d", silu ? "+silu" : "", c);
-}
-
-void nn_gn_apply_rows(nn_ctx *f, const float *x, float *y, int rows, int w, int c, int groups,
-                      const float *mean, const float *rstd, const nn_norm_w *nw, int silu) {
-    if (f->dry || rows <= 0) return;
-    GPU_VOID(fs_cuda_groupnorm_apply(f->gpu, x, y, 1, rows, w, c, groups, mean, rstd, nw->gamma,
-                                     nw->beta, silu, f->err));
-    nn_prof_time t0 = nn_prof_t(f);
-    fs_groupnorm_apply(x, y, 1, rows, w, c, groups, mean, rstd, nw->gamma, nw->beta, silu);
-    nn_prof_add(f, t0, PK_GN, 0, "apply%s c=%d", silu ? "+silu" : "", c);
-}
-
-void nn_layernorm(nn_ctx *f, const float *x, float *y, size_t tokens, float eps,
-                  const nn_norm_w *nw) {
-    if (f->dry) return;
-    GPU_VOID(fs_cuda_layernorm(f->gpu, x, y, tokens, nw->c, eps, nw->gamma, nw->beta, f->err));
-    nn_prof_time t0 = nn_prof_t(f);
-    fs_layernorm(x, y, tokens, nw->c, eps, nw->gamma, nw->beta);
+    fs_code rc = NN_OP(f, layernorm, x, y, tokens, nw->c, eps, nw->gamma, nw->beta, f->err);
     nn_prof_add(f, t0, PK_LN, 0, "c=%d", nw->c);
-}
-
-/* ---------------------------------------------------------------- comm */
-
-void nn_copy_own(nn_ctx *f, const nn_level *lv, const float *x, int c, float *buf, int top,
-                 int bot) {
-    if (f->dry) return;
-    if (f->gpu) {
-        nn_gpu_copy_own(f, lv, x, c, buf, top, bot);
-        return;
-    }
-    nn_prof_time t0 = nn_prof_t(f);
-    const size_t row = (size_t)lv->w * c, item = (size_t)lv->rows * row;
-    const size_t item_buf = (size_t)(top + lv->rows + bot) * row;
-    for (int b = 0; b < f->n; b++)
-        memcpy(buf + b * item_buf + (size_t)top * row, x + b * item, item * sizeof(float));
-    nn_prof_add(f, t0, PK_MOVE, 0, "copy into halo buffer");
-}
-
-fs_code nn_halo(nn_ctx *f, const nn_level *lv, float *buf, int c, int top, int bot) {
-    if (f->dry || (top == 0 && bot == 0)) return FS_OK;
-    GPU_RC(nn_gpu_halo(f, lv, buf, c, top, bot));
-    nn_prof_time t0 = nn_prof_t(f);
-    const size_t row = (size_t)lv->w * c;
-    fs_code rc = FS_OK;
-    if (lv->plan->parts > 1) {
-        rc = fs_comm_halo(f->comm, lv->plan, buf, f->n, row, top, bot, f->err);
-    } else { /* One part: the strip is the whole map, every halo row is padding. */
-        const size_t item_buf = (size_t)(top + lv->rows + bot) * row;
-        for (int b = 0; b < f->n; b++) {
-            float *item = buf + b * item_buf;
-            memset(item, 0, (size_t)top * row * sizeof(float));
-            memset(item + (size_t)(top + lv->rows) * row, 0, (size_t)bot * row * sizeof(float));
-        }
-    }
-    nn_prof_add(f, t0, PK_MOVE, 0, "halo");
-    return rc;
-}
-
-fs_code nn_allgather(nn_ctx *f, const nn_level *lv, const float *own, float *full, int c) {
-    if (f->dry) return FS_OK;
-    GPU_RC(nn_gpu_allgather(f, lv, own, full, c));
-    nn_prof_time t0 = nn_prof_t(f);
-    fs_code rc = FS_OK;
-    if (lv->plan->parts > 1)
-        rc = fs_comm_allgather_rows(f->comm, lv->plan, own, full, f->n, (size_t)lv->w * c,
-                                    f->err);
-    else if (own != full)
-        memcpy(full, own, nn_tensor_floats(f, lv, c) * sizeof(float));
-    nn_prof_add(f, t0, PK_MOVE, 0, "allgather");
     return rc;
 }
 
@@ -312,9 +167,8 @@ fs_code nn_conv(nn_ctx *f, const fs_conv2d_desc *d, const float *x, const nn_con
         need(f, fs_conv2d_scratch_bytes(d));
         return FS_OK;
     }
-    GPU_RC(fs_cuda_conv2d(f->gpu, d, x, cw->w, cw->b, y, f->err));
     nn_prof_time t0 = nn_prof_t(f);
-    fs_code rc = fs_conv2d(d, x, cw->w, cw->b, y, f->arena, f->err);
+    fs_code rc = NN_OP(f, conv2d, d, x, cw->w, cw->b, y, f->arena, f->err);
     nn_prof_add(f, t0, PK_CONV, flop, "%dx%d/%d %d->%d %dx%d", d->k, d->k, d->stride, d->cin,
                 d->cout, d->in_h, d->in_w);
     return rc;
@@ -328,19 +182,11 @@ fs_code nn_linear(nn_ctx *f, const float *x, size_t x_item, float *y, size_t y_i
         need(f, fs_linear_scratch_bytes(lw->in, lw->out));
         return FS_OK;
     }
-    if (f->gpu && f->err->code) return f->err->code;
-    if (f->gpu) {
-        fs_code grc = FS_OK;
-        for (int b = 0; b < items && !grc; b++)
-            grc = fs_cuda_linear(f->gpu, x + b * x_item, y + b * y_item, m, lw->in, lw->out,
-                                 lw->w, lw->b, m0, f->err);
-        return grc;
-    }
     nn_prof_time t0 = nn_prof_t(f);
     fs_code rc = FS_OK;
     for (int b = 0; b < items && !rc; b++)
-        rc = fs_linear(x + b * x_item, y + b * y_item, m, lw->in, lw->out, lw->w, lw->b, m0,
-                       f->arena, f->err);
+        rc = NN_OP(f, linear, x + b * x_item, y + b * y_item, m, lw->in, lw->out, lw->w, lw->b,
+                   m0, f->arena, f->err);
     nn_prof_add(f, t0, PK_LINEAR, flop, "%d->%d m=%zu", lw->in, lw->out, m);
     return rc;
 }
@@ -353,28 +199,27 @@ fs_code nn_linear_whole(nn_ctx *f, const float *x, float *y, size_t m, const nn_
         return FS_OK;
     }
     /* every rank computes all m rows from row 0: the same tiles everywhere */
-    GPU_RC(fs_cuda_linear_whole(f->gpu, x, y, m, lw->in, lw->out, lw->w, lw->b, f->err));
     nn_prof_time t0 = nn_prof_t(f);
-    fs_code rc = fs_linear_whole(x, y, m, lw->in, lw->out, lw->w, lw->b, f->arena, f->err);
+    fs_code rc = NN_OP(f, linear_whole, x, y, m, lw->in, lw->out, lw->w, lw->b, f->arena, f->err);
     nn_prof_add(f, t0, PK_LINEAR, flop, "%d->%d whole m=%zu", lw->in, lw->out, m);
     return rc;
 }
 
-void nn_small_linear(nn_ctx *f, const float *x, float *y, int m, const nn_linear_w *lw) {
-    if (f->dry) return;
-    GPU_VOID(fs_cuda_small_linear(f->gpu, x, y, m, lw->in, lw->out, lw->w, lw->b, f->err));
+fs_code nn_small_linear(nn_ctx *f, const float *x, float *y, int m, const nn_linear_w *lw) {
+    if (f->dry) return FS_OK;
     nn_prof_time t0 = nn_prof_t(f);
-    const int k = lw->in, nout = lw->out;
-#pragma omp parallel for schedule(static) num_threads(fs_threads_count()) \
-    if ((size_t)m * nout * k >= PAR_MIN)
-    for (int64_t ij = 0; ij < (int64_t)m * nout; ij++) {
-        int i = (int)(ij / nout), j = (int)(ij % nout);
-        const float *xr = x + (size_t)i * k, *wr = lw->w + (size_t)j * k;
-        double s = lw->b ? (double)lw->b[j] : 0.0;
-        for (int p = 0; p < k; p++) s += (double)xr[p] * (double)wr[p];
-        y[(size_t)i * nout + j] = (float)s;
-    }
-    nn_prof_add(f, t0, PK_SMALL, 2.0 * m * (double)k * nout, "%d->%d", k, nout);
+    fs_code rc = NN_OP(f, small_linear, x, y, m, lw->in, lw->out, lw->w, lw->b, f->err);
+    nn_prof_add(f, t0, PK_SMALL, 2.0 * m * (double)lw->in * lw->out, "%d->%d", lw->in, lw->out);
+    return rc;
+}
+
+fs_code nn_embed_tokens(nn_ctx *f, const int32_t *ids, size_t m, int positions, int c,
+                        const float *tokens, const float *pos, float *x) {
+    if (f->dry) return FS_OK;
+    nn_prof_time t0 = nn_prof_t(f);
+    fs_code rc = NN_OP(f, embed_tokens, ids, m, positions, c, tokens, pos, x, f->err);
+    nn_prof_add(f, t0, PK_MOVE, 0, "token embedding c=%d", c);
+    return rc;
 }
 
 fs_code nn_attention(nn_ctx *f, const float *q, const float *k, const float *v, float *o, int nq,
@@ -387,89 +232,116 @@ fs_code nn_attention(nn_ctx *f, const float *q, const float *k, const float *v, 
     }
     const int ld = heads * dh;
     const float scale = (float)(1.0 / sqrt((double)dh));
-    GPU_RC(fs_cuda_attention(f->gpu, q, ld, k, ld, v, ld, o, ld, nq, nk, heads, dh, scale, q0,
-                             f->err));
     nn_prof_time t0 = nn_prof_t(f);
-    fs_code rc = fs_attention(q, ld, k, ld, v, ld, o, ld, nq, nk, heads, dh, scale, q0, f->arena,
-                              f->err);
+    fs_code rc = NN_OP(f, attention, q, ld, k, ld, v, ld, o, ld, nq, nk, heads, dh, scale, q0,
+                       f->arena, f->err);
     nn_prof_add(f, t0, PK_ATTN, flop, "nq=%d nk=%d heads=%d", nq, nk, heads);
+    return rc;
+}
+
+fs_code nn_attention_causal(nn_ctx *f, const float *q, const float *k, const float *v, float *o,
+                            int nq, int nk, int heads, int dh, float scale, int64_t q0) {
+    const double flop = 4.0 * nq * (double)nk * dh * heads; /* as if unmasked: an upper bound */
+    f->flops += flop;
+    if (f->dry) {
+        need(f, fs_attention_scratch_bytes(nk, heads, dh));
+        return FS_OK;
+    }
+    const int ld = heads * dh;
+    nn_prof_time t0 = nn_prof_t(f);
+    fs_code rc = NN_OP(f, attention_causal, q, ld, k, ld, v, ld, o, ld, nq, nk, heads, dh, scale,
+                       q0, f->arena, f->err);
+    nn_prof_add(f, t0, PK_ATTN, flop, "causal nq=%d nk=%d heads=%d", nq, nk, heads);
     return rc;
 }
 
 /* ---------------------------------------------------------------- pointwise */
 
-void nn_geglu(nn_ctx *f, const float *x, float *y, size_t m, int d) {
-    if (f->dry) return;
-    GPU_VOID(fs_cuda_geglu(f->gpu, x, y, m, d, f->err));
+fs_code nn_geglu(nn_ctx *f, const float *x, float *y, size_t m, int d) {
+    if (f->dry) return FS_OK;
     nn_prof_time t0 = nn_prof_t(f);
-    fs_geglu(x, y, m, d);
+    fs_code rc = NN_OP(f, geglu, x, y, m, d, f->err);
     nn_prof_add(f, t0, PK_GEGLU, 0, "d=%d", d);
+    return rc;
 }
 
-void nn_silu(nn_ctx *f, const float *x, float *y, size_t count) {
-    if (f->dry) return;
-    GPU_VOID(fs_cuda_silu(f->gpu, x, y, count, f->err));
+/* An activation: one of the table's unary ops, timed under `label`. */
+typedef fs_code (*unary_op)(const fs_backend *, const float *, float *, size_t, fs_error *);
+static fs_code activation(nn_ctx *f, unary_op op, const char *label, const float *x, float *y,
+                          size_t count) {
+    if (f->dry) return FS_OK;
     nn_prof_time t0 = nn_prof_t(f);
-    fs_silu(x, y, count);
-    nn_prof_add(f, t0, PK_ELEM, 0, "silu");
+    fs_code rc = op(nn_backend(f), x, y, count, f->err);
+    nn_prof_add(f, t0, PK_ELEM, 0, "%s", label);
+    return rc;
 }
 
-void nn_add(nn_ctx *f, float *y, const float *x, size_t count) {
-    if (f->dry) return;
-    GPU_VOID(fs_cuda_add(f->gpu, y, x, count, f->err));
-    nn_prof_time t0 = nn_prof_t(f);
-#pragma omp parallel for schedule(static) num_threads(fs_threads_count()) if (count >= PAR_MIN)
-    for (size_t i = 0; i < count; i++) y[i] += x[i];
-    nn_prof_add(f, t0, PK_ELEM, 0, "add");
+fs_code nn_silu(nn_ctx *f, const float *x, float *y, size_t count) {
+    return activation(f, nn_backend(f)->op->silu, "silu", x, y, count);
 }
 
-void nn_add_bcast(nn_ctx *f, float *y, const float *v, int n, size_t pixels, int c) {
-    if (f->dry) return;
-    GPU_VOID(fs_cuda_add_bcast(f->gpu, y, v, n, pixels, c, f->err));
+fs_code nn_gelu(nn_ctx *f, const float *x, float *y, size_t count) {
+    return activation(f, nn_backend(f)->op->gelu, "gelu", x, y, count);
+}
+
+fs_code nn_quick_gelu(nn_ctx *f, const float *x, float *y, size_t count) {
+    return activation(f, nn_backend(f)->op->quick_gelu, "quick gelu", x, y, count);
+}
+
+/* y += x or y -= x: one of the table's in-place binary ops. */
+typedef fs_code (*binary_op)(const fs_backend *, float *, const float *, size_t, fs_error *);
+static fs_code accumulate(nn_ctx *f, binary_op op, const char *label, float *y, const float *x,
+                          size_t count) {
+    if (f->dry) return FS_OK;
     nn_prof_time t0 = nn_prof_t(f);
-#pragma omp parallel for schedule(static) num_threads(fs_threads_count()) \
-    if ((size_t)n * pixels * c >= PAR_MIN)
-    for (size_t bp = 0; bp < (size_t)n * pixels; bp++) {
-        const float *vb = v + (bp / pixels) * (size_t)c;
-        float *yp = y + bp * (size_t)c;
-        for (int ch = 0; ch < c; ch++) yp[ch] += vb[ch];
-    }
+    fs_code rc = op(nn_backend(f), y, x, count, f->err);
+    nn_prof_add(f, t0, PK_ELEM, 0, "%s", label);
+    return rc;
+}
+
+fs_code nn_add(nn_ctx *f, float *y, const float *x, size_t count) {
+    return accumulate(f, nn_backend(f)->op->add, "add", y, x, count);
+}
+
+fs_code nn_sub(nn_ctx *f, float *y, const float *x, size_t count) {
+    return accumulate(f, nn_backend(f)->op->sub, "subtract", y, x, count);
+}
+
+fs_code nn_add_bcast(nn_ctx *f, float *y, const float *v, int n, size_t pixels, int c) {
+    if (f->dry) return FS_OK;
+    nn_prof_time t0 = nn_prof_t(f);
+    fs_code rc = NN_OP(f, add_bcast, y, v, n, pixels, c, f->err);
     nn_prof_add(f, t0, PK_ELEM, 0, "add broadcast");
+    return rc;
 }
 
-void nn_concat(nn_ctx *f, const float *a, int ca, const float *s, int cs, float *y,
-               size_t pixels) {
-    if (f->dry) return;
-    GPU_VOID(fs_cuda_concat(f->gpu, a, ca, s, cs, y, pixels, f->err));
+fs_code nn_concat(nn_ctx *f, const float *a, int ca, const float *s, int cs, float *y,
+                  size_t pixels) {
+    if (f->dry) return FS_OK;
     nn_prof_time t0 = nn_prof_t(f);
-    const size_t cy = (size_t)ca + (size_t)cs;
-#pragma omp parallel for schedule(static) num_threads(fs_threads_count()) \
-    if (pixels * cy >= PAR_MIN)
-    for (size_t p = 0; p < pixels; p++) {
-        memcpy(y + p * cy, a + p * (size_t)ca, (size_t)ca * sizeof(float));
-        memcpy(y + p * cy + ca, s + p * (size_t)cs, (size_t)cs * sizeof(float));
-    }
+    fs_code rc = NN_OP(f, concat, a, ca, s, cs, y, pixels, f->err);
     nn_prof_add(f, t0, PK_MOVE, 0, "concat");
+    return rc;
 }
 
-void nn_copy(nn_ctx *f, float *dst, const float *src, size_t count) {
-    if (f->dry || dst == src || !count) return;
-    GPU_VOID(fs_cuda_copy(f->gpu, dst, src, count * sizeof(float), f->err));
+fs_code nn_copy(nn_ctx *f, float *dst, const float *src, size_t count) {
+    if (f->dry || dst == src || !count) return FS_OK;
     nn_prof_time t0 = nn_prof_t(f);
-    memmove(dst, src, count * sizeof(float));
+    fs_code rc = NN_OP(f, copy, dst, src, count * sizeof(float), f->err);
     nn_prof_add(f, t0, PK_MOVE, 0, "copy");
+    return rc;
 }
 
-void nn_zero(nn_ctx *f, float *dst, size_t count) {
-    if (f->dry || !count) return;
-    GPU_VOID(fs_cuda_zero(f->gpu, dst, count * sizeof(float), f->err));
-    memset(dst, 0, count * sizeof(float));
+/* Not timed: a zero fill is never worth a profile row. */
+fs_code nn_zero(nn_ctx *f, float *dst, size_t count) {
+    if (f->dry || !count) return FS_OK;
+    return NN_OP(f, zero, dst, count * sizeof(float), f->err);
 }
 
-void nn_upsample2x(nn_ctx *f, const float *x, float *y, int n, int rows, int w, int c) {
-    if (f->dry) return;
-    GPU_VOID(fs_cuda_upsample_nearest2x(f->gpu, x, y, n, rows, w, c, f->err));
+fs_code nn_upsample2x(nn_ctx *f, const float *x, float *y, int n, int rows, int w, int c) {
+    if (f->dry) return FS_OK;
     nn_prof_time t0 = nn_prof_t(f);
-    fs_upsample_nearest2x(x, y, n, rows, w, c);
+    fs_code rc = NN_OP(f, upsample_nearest2x, x, y, n, rows, w, c, f->err);
     nn_prof_add(f, t0, PK_MOVE, 0, "upsample 2x");
+    return rc;
 }

@@ -3,19 +3,32 @@
  * (spec/freescale.md sections 2-3, pipeline_freescale.py L881-899). All
  * elementwise: any split of the latent gives the same bits. */
 #include <math.h>
+#include "kernels/kernels.h"
 #include "sampler/sampler.h"
 
-void fs_sampler_add_noise(const fs_schedule *s, int i, const float *z, const float *eps,
-                          size_t n, float *noisy) {
+/* The noised latent's coefficients: noisy = a z + b eps. Euler's z + eps *
+ * sigma is a = 1, b = sigma (1 * z is z exactly and the product commutes:
+ * the same bits); DDIM's sqrt(alpha) z + sqrt(1 - alpha) eps. */
+static void noise_coeffs(const fs_schedule *s, int i, float *a, float *b) {
     if (s->kind == FS_SCHED_EULER) {
-        const float sigma = s->sigmas[i];
-        for (size_t k = 0; k < n; k++) noisy[k] = z[k] + eps[k] * sigma;
+        *a = 1.0f;
+        *b = s->sigmas[i];
         return;
     }
     int t = s->timesteps[i] < FS_TRAIN_STEPS ? s->timesteps[i] : FS_TRAIN_STEPS - 1;
-    const float a = s->alphas_cumprod[t];
-    const float sa = sqrtf(a), sb = sqrtf(1.0f - a);
-    for (size_t k = 0; k < n; k++) noisy[k] = sa * z[k] + sb * eps[k];
+    const float alpha = s->alphas_cumprod[t];
+    *a = sqrtf(alpha);
+    *b = sqrtf(1.0f - alpha);
+}
+
+/* The elementwise loops are the backend table's (kernels/steps.c), here the
+ * CPU's on the host buffers the API takes; its ops cannot fail. */
+void fs_sampler_add_noise(const fs_schedule *s, int i, const float *z, const float *eps,
+                          size_t n, float *noisy) {
+    float a, b;
+    noise_coeffs(s, i, &a, &b);
+    const fs_backend *be = fs_backend_cpu();
+    (void)be->op->add_noise(be, z, eps, n, a, b, noisy, NULL);
 }
 
 int fs_cascade_dilation(int stage, int i, int dilate_tau, int w_lat, int base_w_lat) {
@@ -34,11 +47,8 @@ void fs_detail_blend(const fs_schedule *s, int i, float alpha_fg, float alpha_bg
                      int channels, float *x) {
     const double cf = fs_detail_cosine(s, i);
     const float c_fg = (float)pow(cf, alpha_fg), c_bg = (float)pow(cf, alpha_bg);
-    float noisy[16];
-    for (size_t p = 0; p < pixels; p++) {
-        const float c = !mask || mask[p] != 0.0f ? c_fg : c_bg;
-        const size_t o = p * (size_t)channels;
-        fs_sampler_add_noise(s, i, z + o, eps + o, (size_t)channels, noisy);
-        for (int k = 0; k < channels; k++) x[o + k] = x[o + k] * (1.0f - c) + noisy[k] * c;
-    }
+    float a, b;
+    noise_coeffs(s, i, &a, &b);
+    const fs_backend *be = fs_backend_cpu();
+    (void)be->op->detail_blend(be, x, z, eps, mask, pixels, channels, a, b, c_fg, c_bg, NULL);
 }

@@ -4,8 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include "io/io.h"
+#include "kernels/kernels.h"
 #include "sampler/sampler.h"
 
+/* The loops are the backend table's (kernels/steps.c, core's Philox), here
+ * the CPU's on the host buffer the API takes; its ops cannot fail. */
 void fs_sampler_init_noise(const fs_schedule *s, uint64_t seed, int h, int w, int c, int row0,
                            int rows, float *x) {
     (void)h;
@@ -13,14 +16,16 @@ void fs_sampler_init_noise(const fs_schedule *s, uint64_t seed, int h, int w, in
      * + ch (the contract's "* 4" for SDXL's 4 channels): a strip is one run
      * of consecutive indices starting at row0 * w * c. */
     size_t n = (size_t)rows * (size_t)w * (size_t)c;
-    fs_rng_fill_normal(x, n, seed, FS_STREAM_NOISE, (uint64_t)row0 * (uint64_t)w * (uint64_t)c);
+    const fs_backend *be = fs_backend_cpu();
+    (void)be->op->noise_fill(be, x, n, seed, FS_STREAM_NOISE,
+                             (uint64_t)row0 * (uint64_t)w * (uint64_t)c, NULL);
     fs_sampler_scale_noise(s, x, n, x);
 }
 
 void fs_sampler_scale_noise(const fs_schedule *s, const float *noise, size_t n, float *x) {
     /* latents * scheduler.init_noise_sigma: one float32 product */
-    const float k = s->init_sigma;
-    for (size_t i = 0; i < n; i++) x[i] = noise[i] * k;
+    const fs_backend *be = fs_backend_cpu();
+    (void)be->op->scale(be, noise, x, n, s->init_sigma, NULL);
 }
 
 static void shape_text(const fs_st_tensor *t, char *buf, size_t cap) {

@@ -1,15 +1,21 @@
-/* sampler/step.c: CFG and the Euler / DDIM updates, elementwise, in the float32
- * order of operations of diffusers 0.42.1 (each torch op rounds to float32,
- * and the CMake flags forbid the compiler to fuse a*b+c), so the steps match
- * diffusers' step() to the last bit on CPU (tests/test_sampler.c). */
+/* sampler/step.c: CFG and the Euler / DDIM updates in the float32 order of
+ * operations of diffusers 0.42.1 (each torch op rounds to float32, and the
+ * CMake flags forbid the compiler to fuse a*b+c), so the steps match
+ * diffusers' step() to the last bit on CPU (tests/test_sampler.c). This
+ * file derives the scalar coefficients from the schedule; the elementwise
+ * loops are ops of the backend table (kernels/steps.c), here the CPU's, on
+ * the host buffers the API takes. */
 #include <math.h>
+#include "kernels/kernels.h"
 #include "sampler/sampler.h"
 
 void fs_sampler_cfg(const float *eps_uncond, const float *eps_cond, float guidance, size_t n,
                     float *eps) {
     /* noise_pred_uncond + guidance_scale * (noise_pred_text - noise_pred_uncond):
-     * the Python float guidance becomes a float32 scalar in torch's mul */
-    for (size_t k = 0; k < n; k++) eps[k] = eps_uncond[k] + guidance * (eps_cond[k] - eps_uncond[k]);
+     * the Python float guidance becomes a float32 scalar in torch's mul.
+     * (The CPU's ops cannot fail.) */
+    const fs_backend *be = fs_backend_cpu();
+    (void)be->op->cfg(be, eps_uncond, eps_cond, guidance, n, eps, NULL);
 }
 
 /* EulerDiscreteScheduler.step, epsilon prediction, s_churn 0 (gamma = 0, so
@@ -22,12 +28,8 @@ void fs_sampler_cfg(const float *eps_uncond, const float *eps_cond, float guidan
 static void euler_step(const fs_schedule *s, int i, float *x, const float *eps, size_t n) {
     const float sigma = s->sigmas[i];
     const float dt = s->sigmas[i + 1] - sigma;
-    for (size_t k = 0; k < n; k++) {
-        float sample = x[k];
-        float pred = sample - sigma * eps[k];
-        float deriv = (sample - pred) / sigma;
-        x[k] = sample + deriv * dt;
-    }
+    const fs_backend *be = fs_backend_cpu();
+    (void)be->op->euler_step(be, x, eps, n, sigma, dt, NULL);
 }
 
 /* DDIMScheduler.step, epsilon prediction, eta 0, no clipping/thresholding:
@@ -50,14 +52,13 @@ static void ddim_step(const fs_schedule *s, int i, float *x, const float *eps, s
     const float a_t = ac[t];
     const float a_prev = prev >= 0 ? ac[prev] : ac[0];
     const float beta_t = 1.0f - a_t;
-    const float sqrt_beta_t = sqrtf(beta_t), sqrt_a_t = sqrtf(a_t);
-    const float dir_coef = sqrtf(1.0f - a_prev - 0.0f * 0.0f);
-    const float sqrt_a_prev = sqrtf(a_prev);
-    for (size_t k = 0; k < n; k++) {
-        float pred = (x[k] - sqrt_beta_t * eps[k]) / sqrt_a_t;
-        float dir = dir_coef * eps[k];
-        x[k] = sqrt_a_prev * pred + dir;
-    }
+    fs_ddim_coeffs c;
+    c.sqrt_beta_t = sqrtf(beta_t);
+    c.sqrt_alpha_t = sqrtf(a_t);
+    c.dir = sqrtf(1.0f - a_prev - 0.0f * 0.0f);
+    c.sqrt_alpha_prev = sqrtf(a_prev);
+    const fs_backend *be = fs_backend_cpu();
+    (void)be->op->ddim_step(be, x, eps, n, &c, NULL);
 }
 
 void fs_sampler_step(const fs_schedule *s, int i, float *x, const float *eps, size_t n) {

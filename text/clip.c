@@ -4,101 +4,152 @@
  *   x += out_proj(causal_attention(q(LN1 x), k(LN1 x), v(LN1 x)))
  *   x += fc2(act(fc1(LN2 x)))            act: quick GELU (L) or erf GELU (bigG)
  * on x = token_embedding[id] + position_embedding[t]. Every product is an
- * fs_linear_whole over all sequences' tokens at once (rows s * 77 + t: every
+ * nn_linear_whole over all sequences' tokens at once (rows s * 77 + t: every
  * rank holds the whole matrix, so its row count is a global quantity and no
- * row is padded), attention is fs_attention_causal per sequence (queries and
+ * row is padded), attention is nn_attention_causal per sequence (queries and
  * keys at q0 = 0). Results depend only on the ids, the weights and the
  * number of sequences in the call; no thread count or rank enters. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "kernels/kernels.h"
+#include "nn/nn.h"
 #include "text/clip_internal.h"
 
-/* ---------------------------------------------------------------- memory */
+/* ---------------------------------------------------------------- forward
+ * Like the UNet's (nn.h): a dry sizing pass over this same code, then the
+ * real pass on one arena of the size it measured, every op through the nn
+ * helpers (so through the pass's backend table). */
 
 typedef struct {
+    nn_ctx nn;
+    const fs_clip_config *c;
     size_t m;                  /* rows: n_seq * positions */
-    size_t act_floats;         /* x, h, q, k, v, a [m][width], f [m][mlp], pooled rows */
-    size_t scratch_bytes;      /* the ops' arena */
-} encode_plan;
+    int n_seq;
+} enc;
 
-static size_t round16(size_t n) { return (n + 15) / 16 * 16; }
+static nn_linear_w lin(const fs_clip_linear *l) {
+    return (nn_linear_w){l->w, l->b, l->in, l->out};
+}
+static nn_norm_w norm(const fs_clip_norm *n) { return (nn_norm_w){n->gamma, n->beta, n->c}; }
 
-static encode_plan plan_encode(const fs_clip_config *c, int n_seq) {
-    encode_plan p;
-    p.m = (size_t)n_seq * (size_t)c->positions;
-    size_t w = round16(p.m * (size_t)c->width);
-    p.act_floats = 6 * w + round16(p.m * (size_t)c->mlp) + 2 * round16((size_t)n_seq * c->width);
-    size_t s = fs_attention_scratch_bytes(c->positions, c->heads, c->width / c->heads);
-    size_t lin[4] = {fs_linear_whole_scratch_bytes(p.m, c->width, c->width),
-                     fs_linear_whole_scratch_bytes(p.m, c->width, c->mlp),
-                     fs_linear_whole_scratch_bytes(p.m, c->mlp, c->width),
-                     c->projection ? fs_linear_whole_scratch_bytes((size_t)n_seq, c->width,
-                                                                   c->projection) : 0};
-    for (int i = 0; i < 4; i++) s = lin[i] > s ? lin[i] : s;
-    p.scratch_bytes = s + 4096;
-    return p;
+static fs_code linear(enc *e, const float *x, float *y, const fs_clip_linear *l) {
+    nn_linear_w w = lin(l);
+    return nn_linear_whole(&e->nn, x, y, e->m, &w);
+}
+
+static fs_code layernorm(enc *e, const float *x, float *y, size_t rows, const fs_clip_norm *n) {
+    nn_norm_w w = norm(n);
+    return nn_layernorm(&e->nn, x, y, rows, e->c->eps, &w);
+}
+
+/* One encoder layer on x [m][width], in place; h, q, k, v, a, f are scratch. */
+static fs_code layer(enc *e, const fs_clip_layer *L, float *x, float *h, float *q, float *k,
+                     float *v, float *a, float *f) {
+    const fs_clip_config *c = e->c;
+    const int C = c->width, T = c->positions, dh = C / c->heads;
+    const size_t n = e->m * (size_t)C;
+    fs_code rc = layernorm(e, x, h, e->m, &L->ln1);
+    if (!rc) rc = linear(e, h, q, &L->q);
+    if (!rc) rc = linear(e, h, k, &L->k);
+    if (!rc) rc = linear(e, h, v, &L->v);
+    const float scale = 1.0f / sqrtf((float)dh);
+    for (int s = 0; s < e->n_seq && !rc; s++) {
+        size_t off = (size_t)s * T * C;
+        rc = nn_attention_causal(&e->nn, nn_cat(&e->nn, q, off), nn_cat(&e->nn, k, off),
+                                 nn_cat(&e->nn, v, off), nn_at(&e->nn, a, off), T, T, c->heads,
+                                 dh, scale, 0);
+    }
+    if (!rc) rc = linear(e, a, h, &L->out);
+    if (!rc) rc = nn_add(&e->nn, x, h, n);
+    if (!rc) rc = layernorm(e, x, h, e->m, &L->ln2);
+    if (!rc) rc = linear(e, h, f, &L->fc1);
+    const size_t nf = e->m * (size_t)c->mlp;
+    if (!rc)
+        rc = c->act == FS_CLIP_GELU ? nn_gelu(&e->nn, f, f, nf) : nn_quick_gelu(&e->nn, f, f, nf);
+    if (!rc) rc = linear(e, f, h, &L->fc2);
+    if (!rc) rc = nn_add(&e->nn, x, h, n);
+    return rc;
+}
+
+/* One whole pass (dry or real): ids, hidden and pooled are host memory. */
+static fs_code encode_pass(enc *e, const fs_clip *m, const int32_t *ids, int hidden_layers,
+                           float *hidden, float *pooled) {
+    const fs_clip_config *c = e->c;
+    const int C = c->width, T = c->positions;
+    nn_ctx *f = &e->nn;
+    const size_t w = e->m * (size_t)C;
+    float *x = nn_floats(f, w), *h = x ? nn_floats(f, w) : NULL, *q = h ? nn_floats(f, w) : NULL;
+    float *k = q ? nn_floats(f, w) : NULL, *v = k ? nn_floats(f, w) : NULL;
+    float *a = v ? nn_floats(f, w) : NULL;
+    float *ff = a ? nn_floats(f, e->m * (size_t)c->mlp) : NULL;
+    int32_t *dids = ff ? nn_take(f, e->m * sizeof(int32_t)) : NULL;
+    if (!dids) return nn_oom(f);
+    fs_code rc = nn_upload(f, dids, ids, e->m * sizeof(int32_t));
+    if (!rc)
+        rc = nn_embed_tokens(f, dids, e->m, T, C, m->w.token_embedding, m->w.position_embedding,
+                             x);
+    const int run = pooled ? c->layers : hidden_layers;
+    for (int l = 0; l < run && !rc; l++) {
+        rc = layer(e, &m->w.layers[l], x, h, q, k, v, a, ff);
+        if (!rc && hidden && l + 1 == hidden_layers)
+            rc = nn_download(f, hidden, x, w * sizeof(float));
+    }
+    if (!rc && pooled) {
+        float *rows = nn_floats(f, (size_t)e->n_seq * C);
+        float *rows_ln = rows ? nn_floats(f, (size_t)e->n_seq * C) : NULL;
+        if (!rows_ln) return nn_oom(f);
+        /* the row of each sequence's largest id (its first occurrence; the
+         * dry pass copies nothing and reads no ids) */
+        for (int s = 0; s < e->n_seq && !rc && !f->dry; s++) {
+            const int32_t *id = ids + (size_t)s * T;
+            int at = 0;
+            for (int t = 1; t < T; t++)
+                if (id[t] > id[at]) at = t;
+            rc = nn_copy(f, nn_at(f, rows, (size_t)s * C),
+                         nn_cat(f, x, ((size_t)s * T + at) * C), (size_t)C);
+        }
+        if (!rc) rc = layernorm(e, rows, rows_ln, (size_t)e->n_seq, &m->w.final_ln);
+        const size_t np = (size_t)e->n_seq * (c->projection ? c->projection : C);
+        float *out = rows_ln;
+        if (!rc && c->projection) {
+            nn_linear_w pw = lin(&m->w.projection);
+            out = nn_floats(f, np);
+            if (!out) return nn_oom(f);
+            rc = nn_linear_whole(f, rows_ln, out, (size_t)e->n_seq, &pw);
+        }
+        if (!rc) rc = nn_download(f, pooled, out, np * sizeof(float));
+    }
+    return rc;
+}
+
+/* A context for n_seq sequences on the CPU backend (the text encoders run
+ * on the host: every rank computes the same conditioning). */
+static fs_code setup(enc *e, const fs_clip *m, int n_seq, fs_error *err) {
+    memset(e, 0, sizeof *e);
+    e->c = &m->config;
+    e->n_seq = n_seq;
+    e->m = (size_t)n_seq * (size_t)m->config.positions;
+    e->nn = (nn_ctx){.what = "text encoder", .n = 1, .err = err, .be = fs_backend_cpu()};
+    return FS_OK;
 }
 
 size_t fs_clip_encode_bytes(const fs_clip *m, int n_seq) {
     if (n_seq < 1) return 0;
-    encode_plan p = plan_encode(&m->config, n_seq);
-    return p.act_floats * sizeof(float) + p.scratch_bytes;
-}
-
-/* ---------------------------------------------------------------- forward */
-
-typedef struct {
-    const fs_clip_config *c;
-    size_t m;
-    int n_seq;
-    fs_arena *arena;
-    fs_error *err;
-} enc;
-
-static fs_code linear(const enc *e, const float *x, float *y, const fs_clip_linear *l) {
-    return fs_linear_whole(x, y, e->m, l->in, l->out, l->w, l->b, e->arena, e->err);
-}
-
-static void add_into(float *y, const float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) y[i] += x[i];
-}
-
-/* One encoder layer on x [m][width], in place; h, q, k, v, a, f are scratch. */
-static fs_code layer(const enc *e, const fs_clip_layer *L, float *x, float *h, float *q,
-                     float *k, float *v, float *a, float *f) {
-    const fs_clip_config *c = e->c;
-    const int C = c->width, T = c->positions, dh = C / c->heads;
-    const size_t n = e->m * (size_t)C;
-    fs_code rc;
-    fs_layernorm(x, h, e->m, C, c->eps, L->ln1.gamma, L->ln1.beta);
-    if ((rc = linear(e, h, q, &L->q)) || (rc = linear(e, h, k, &L->k)) ||
-        (rc = linear(e, h, v, &L->v)))
-        return rc;
-    const float scale = 1.0f / sqrtf((float)dh);
-    for (int s = 0; s < e->n_seq; s++) {
-        size_t off = (size_t)s * T * C;
-        rc = fs_attention_causal(q + off, C, k + off, C, v + off, C, a + off, C, T, T, c->heads,
-                                 dh, scale, 0, e->arena, e->err);
-        if (rc) return rc;
-    }
-    if ((rc = linear(e, a, h, &L->out))) return rc;
-    add_into(x, h, n);
-    fs_layernorm(x, h, e->m, C, c->eps, L->ln2.gamma, L->ln2.beta);
-    if ((rc = linear(e, h, f, &L->fc1))) return rc;
-    size_t nf = e->m * (size_t)c->mlp;
-    if (c->act == FS_CLIP_GELU) fs_gelu(f, f, nf);
-    else fs_quick_gelu(f, f, nf);
-    if ((rc = linear(e, f, h, &L->fc2))) return rc;
-    add_into(x, h, n);
-    return FS_OK;
+    fs_error err = {0};
+    enc e;
+    setup(&e, m, n_seq, &err);
+    e.nn.dry = 1;
+    /* the dry pass reads no ids: the pooled row is found only in the real pass */
+    static const int32_t none[1];
+    float out[1];
+    fs_code rc = encode_pass(&e, m, none, m->config.layers - 1, out, out);
+    return rc ? 0 : e.nn.arena_peak + 4096;
 }
 
 fs_code fs_clip_encode(const fs_clip *m, const int32_t *ids, int n_seq, int hidden_layers,
                        float *hidden, float *pooled, fs_error *err) {
     const fs_clip_config *c = &m->config;
-    const int C = c->width, T = c->positions;
+    const int T = c->positions;
     if (!m->block || m->st)
         return fs_fail(err, FS_ERR_INVALID, "text encoder %s: weights are not loaded",
                        m->info.weights_path);
@@ -115,53 +166,21 @@ fs_code fs_clip_encode(const fs_clip *m, const int32_t *ids, int n_seq, int hidd
                            i / (size_t)T, i % (size_t)T, c->vocab);
     if (!hidden && !pooled) return FS_OK;
 
-    encode_plan p = plan_encode(c, n_seq);
-    float *buf = fs_alloc(p.act_floats * sizeof(float));
-    fs_arena *arena = fs_arena_create(p.scratch_bytes, err);
-    if (!buf || !arena) {
-        fs_free(buf);
-        fs_arena_destroy(arena);
+    fs_error local = {0};
+    if (!err) err = &local;
+    enc e;
+    setup(&e, m, n_seq, err);
+    e.nn.dry = 1; /* sizing pass */
+    fs_code rc = encode_pass(&e, m, ids, hidden_layers, hidden, pooled);
+    if (rc) return rc;
+    const size_t bytes = e.nn.arena_peak + 4096;
+    e.nn.dry = 0;
+    e.nn.arena = fs_arena_create(bytes, err);
+    if (!e.nn.arena)
         return fs_fail(err, FS_ERR_NOMEM, "text encoder: cannot allocate %.1f MB for %d "
-                       "sequences", (double)(p.act_floats * sizeof(float) + p.scratch_bytes) / 1e6,
-                       n_seq);
-    }
-    const size_t w = round16(p.m * (size_t)C);
-    float *x = buf, *h = x + w, *q = h + w, *k = q + w, *v = k + w, *a = v + w;
-    float *f = a + w, *rows = f + round16(p.m * (size_t)c->mlp);
-    float *rows_ln = rows + round16((size_t)n_seq * C);
-
-    for (size_t r = 0; r < p.m; r++) {
-        const float *te = m->w.token_embedding + (size_t)ids[r] * C;
-        const float *pe = m->w.position_embedding + (r % (size_t)T) * C;
-        for (int i = 0; i < C; i++) x[r * C + i] = te[i] + pe[i];
-    }
-    enc e = {c, p.m, n_seq, arena, err};
-    int run = pooled ? c->layers : hidden_layers;
-    fs_code rc = FS_OK;
-    for (int l = 0; l < run && !rc; l++) {
-        rc = layer(&e, &m->w.layers[l], x, h, q, k, v, a, f);
-        if (!rc && hidden && l + 1 == hidden_layers)
-            memcpy(hidden, x, p.m * (size_t)C * sizeof(float));
-    }
-    if (!rc && pooled) {
-        /* the row of each sequence's largest id (its first occurrence) */
-        for (int s = 0; s < n_seq; s++) {
-            const int32_t *id = ids + (size_t)s * T;
-            int at = 0;
-            for (int t = 1; t < T; t++)
-                if (id[t] > id[at]) at = t;
-            memcpy(rows + (size_t)s * C, x + ((size_t)s * T + at) * C, (size_t)C * sizeof(float));
-        }
-        fs_layernorm(rows, rows_ln, (size_t)n_seq, C, c->eps, m->w.final_ln.gamma,
-                     m->w.final_ln.beta);
-        if (c->projection)
-            rc = fs_linear_whole(rows_ln, pooled, (size_t)n_seq, C, c->projection,
-                                 m->w.projection.w, NULL, arena, err);
-        else
-            memcpy(pooled, rows_ln, (size_t)n_seq * C * sizeof(float));
-    }
-    fs_arena_destroy(arena);
-    fs_free(buf);
+                       "sequences", (double)bytes / 1e6, n_seq);
+    rc = encode_pass(&e, m, ids, hidden_layers, hidden, pooled);
+    fs_arena_destroy(e.nn.arena);
     return rc;
 }
 

@@ -20,13 +20,14 @@
  * sits at the same global place whatever the split (bit-identical results). */
 #include "unet/forward.h"
 
-/* Feed-forward tokens per chunk: bounds the [tokens][8c] intermediate (42 MB
- * at c = 1280) at any map size. Chunks start at global multiples of it. */
-#define FF_CHUNK 1024
-/* On a GPU: a multiple of its 2048-row GEMM tile (a 1024-token chunk would
- * fill half of each tile with padding: measured, twice the feed-forward's
- * time), and memory is less scarce there (335 MB at c = 1280). */
-#define FF_CHUNK_GPU 8192
+/* Feed-forward tokens per chunk, in the backend's GEMM tiles: bounds the
+ * [tokens][8c] intermediate at any map size (CPU: 4 x 256 = 1024 tokens,
+ * 42 MB at c = 1280). Chunks start at global multiples of it. On a GPU the
+ * same 4 tiles of its 2048 rows make 8192 tokens (335 MB at c = 1280; memory
+ * is less scarce there): a chunk smaller than a tile would fill part of
+ * each tile with padding (measured: a 1024-token chunk took twice the
+ * feed-forward's time). */
+#define FF_CHUNK_TILES 4
 
 static fs_code oom(fwd *f) { return f->nn.err && f->nn.err->code ? f->nn.err->code : FS_ERR_NOMEM; }
 
@@ -58,8 +59,8 @@ static fs_code gn_silu_conv(fwd *f, const fwd_level *lv, const float *x, const f
                   : nn_floats(&f->nn, (size_t)f->nn.n * (lv->rows + 2 * dil) * lv->w * cw->in);
     if (!rc && !g) rc = oom(f);
     if (!rc) {
-        nn_gn_apply(&f->nn, lv, x, cw->in, f->cfg->groups, mean, rstd, nw, 1, g, dil, dil);
-        rc = nn_halo(&f->nn, lv, g, cw->in, dil, dil);
+        rc = nn_gn_apply(&f->nn, lv, x, cw->in, f->cfg->groups, mean, rstd, nw, 1, g, dil, dil);
+        if (!rc) rc = nn_halo(&f->nn, lv, g, cw->in, dil, dil);
     }
     if (!rc) {
         fs_conv2d_desc d = conv_desc(f, lv, cw, 1);
@@ -85,10 +86,10 @@ fs_code fwd_resblock(fwd *f, const fwd_level *lv, const fs_resnet_w *rw, const f
     /* h1 = conv1(SiLU(GN(x))) + time_emb_proj(SiLU(emb)) */
     if (!rc) rc = gn_silu_conv(f, lv, x, &rw->norm1, eps, &rw->conv1, f->dil, h1);
     if (!rc) {
-        nn_small_linear(&f->nn, f->emb_silu, temb, f->nn.n, &rw->time_emb_proj);
-        nn_add_bcast(&f->nn, h1, temb, f->nn.n, (size_t)lv->rows * lv->w, rw->cout);
+        rc = nn_small_linear(&f->nn, f->emb_silu, temb, f->nn.n, &rw->time_emb_proj);
+        if (!rc) rc = nn_add_bcast(&f->nn, h1, temb, f->nn.n, (size_t)lv->rows * lv->w, rw->cout);
         /* y = conv2(SiLU(GN(h1))) (dropout is 0) */
-        rc = gn_silu_conv(f, lv, h1, &rw->norm2, eps, &rw->conv2, f->dil, y);
+        if (!rc) rc = gn_silu_conv(f, lv, h1, &rw->norm2, eps, &rw->conv2, f->dil, y);
     }
     /* y += shortcut(x): a 1x1 conv when the channel count changes */
     if (!rc && rw->cin != rw->cout) {
@@ -100,9 +101,9 @@ fs_code fwd_resblock(fwd *f, const fwd_level *lv, const fs_resnet_w *rw, const f
             d.x_rows = d.y_rows = lv->rows;
             rc = nn_conv(&f->nn, &d, x, &rw->conv_shortcut, s);
         }
-        if (!rc) nn_add(&f->nn, y, s, out_floats);
+        if (!rc) rc = nn_add(&f->nn, y, s, out_floats);
     } else if (!rc) {
-        nn_add(&f->nn, y, x, out_floats);
+        rc = nn_add(&f->nn, y, x, out_floats);
     }
     nn_reset(&f->nn, mark);
     return rc;
@@ -144,7 +145,7 @@ static fs_code attend(fwd *f, const fwd_level *lv, const fs_linear_w *wq, const 
         if (!rc) rc = nn_linear(&f->nn, nn_cat(&f->nn, ln, b * T * c), 0, q, 0, 1, T, wq, m0);
         if (!rc) rc = nn_attention(&f->nn, q, kb, vb, o, (int)T, nk, heads, dh, m0);
         if (!rc) rc = nn_linear(&f->nn, o, 0, q, 0, 1, T, wo, m0);
-        if (!rc) nn_add(&f->nn, nn_at(&f->nn, hs, b * T * c), q, T * c);
+        if (!rc) rc = nn_add(&f->nn, nn_at(&f->nn, hs, b * T * c), q, T * c);
     }
     nn_reset(&f->nn, mark);
     return rc;
@@ -159,13 +160,12 @@ static fs_code tblock(fwd *f, const fwd_level *lv, const fs_tblock_w *bw, int he
     const size_t T = (size_t)lv->rows * lv->w, N = (size_t)lv->h * lv->w;
     const int64_t m0 = (int64_t)lv->row0 * lv->w;
     size_t mark = nn_mark(&f->nn);
-    fs_code rc = FS_OK;
 
     /* self-attention over every token of the map: gather the normed tokens,
      * every rank makes K and V for all of them */
-    nn_layernorm(&f->nn, hs, ln, n * T, 1e-5f, &bw->norm1);
+    fs_code rc = nn_layernorm(&f->nn, hs, ln, n * T, 1e-5f, &bw->norm1);
     float *all = ln;
-    if (lv->plan->parts > 1) {
+    if (!rc && lv->plan->parts > 1) {
         all = nn_floats(&f->nn, (size_t)n * N * c);
         rc = all ? nn_allgather(&f->nn, lv, ln, all, c) : oom(f);
     }
@@ -179,20 +179,21 @@ static fs_code tblock(fwd *f, const fwd_level *lv, const fs_tblock_w *bw, int he
 
     /* cross-attention on the text context */
     if (!rc) {
-        nn_layernorm(&f->nn, hs, ln, n * T, 1e-5f, &bw->norm2);
-        rc = attend(f, lv, &bw->attn2_q, &bw->attn2_k, &bw->attn2_v, &bw->attn2_out, heads, ln,
+        rc = nn_layernorm(&f->nn, hs, ln, n * T, 1e-5f, &bw->norm2);
+        if (!rc)
+            rc = attend(f, lv, &bw->attn2_q, &bw->attn2_k, &bw->attn2_v, &bw->attn2_out, heads, ln,
                     f->context, f->ctx_len, 1, hs);
     }
 
     /* feed-forward: GEGLU(c -> 8c -> 4c) -> c, in token chunks */
     if (!rc) {
-        nn_layernorm(&f->nn, hs, ln, n * T, 1e-5f, &bw->norm3);
-        const size_t chunk = f->nn.gpu ? FF_CHUNK_GPU : FF_CHUNK;
+        rc = nn_layernorm(&f->nn, hs, ln, n * T, 1e-5f, &bw->norm3);
+        const size_t chunk = FF_CHUNK_TILES * (size_t)nn_backend(&f->nn)->gemm_rows;
         size_t cap = T < chunk ? T : chunk;
         float *p = nn_floats(&f->nn, cap * 8 * c);
         float *g = p ? nn_floats(&f->nn, cap * 4 * c) : NULL;
         float *o = g ? nn_floats(&f->nn, cap * c) : NULL;
-        if (!o) rc = oom(f);
+        if (!rc && !o) rc = oom(f);
         for (int b = 0; b < n && !rc; b++)
             for (size_t s = 0, e; s < T && !rc; s = e) {
                 int64_t g0 = m0 + (int64_t)s;
@@ -200,9 +201,9 @@ static fs_code tblock(fwd *f, const fwd_level *lv, const fs_tblock_w *bw, int he
                 if (e > T) e = T;
                 size_t mm = e - s, at = (b * T + s) * c;
                 rc = nn_linear(&f->nn, nn_cat(&f->nn, ln, at), 0, p, 0, 1, mm, &bw->ff_proj, g0);
-                if (!rc) nn_geglu(&f->nn, p, g, mm, 4 * c);
+                if (!rc) rc = nn_geglu(&f->nn, p, g, mm, 4 * c);
                 if (!rc) rc = nn_linear(&f->nn, g, 0, o, 0, 1, mm, &bw->ff_out, g0);
-                if (!rc) nn_add(&f->nn, nn_at(&f->nn, hs, at), o, mm * c);
+                if (!rc) rc = nn_add(&f->nn, nn_at(&f->nn, hs, at), o, mm * c);
             }
         nn_reset(&f->nn, mark);
     }
@@ -224,13 +225,15 @@ fs_code fwd_transformer(fwd *f, const fwd_level *lv, const fs_transformer_w *tw,
         size_t m1 = nn_mark(&f->nn);
         float *mean, *rstd;
         rc = nn_gn_stats(&f->nn, lv, x, c, f->cfg->groups, f->cfg->eps_transformer, &mean, &rstd);
-        if (!rc) nn_gn_apply(&f->nn, lv, x, c, f->cfg->groups, mean, rstd, &tw->norm, 0, ln, 0, 0);
+        if (!rc)
+            rc = nn_gn_apply(&f->nn, lv, x, c, f->cfg->groups, mean, rstd, &tw->norm, 0, ln, 0,
+                             0);
         nn_reset(&f->nn, m1);
     }
     if (!rc) rc = nn_linear(&f->nn, ln, T * c, hs, T * c, n, T, &tw->proj_in, m0);
     for (int k = 0; k < tw->depth && !rc; k++) rc = tblock(f, lv, &tw->blocks[k], tw->heads, hs, ln);
     if (!rc) rc = nn_linear(&f->nn, hs, T * c, ln, T * c, n, T, &tw->proj_out, m0);
-    if (!rc) nn_add(&f->nn, x, ln, count); /* + residual */
+    if (!rc) rc = nn_add(&f->nn, x, ln, count); /* + residual */
     nn_reset(&f->nn, mark);
     return rc;
 }
@@ -248,8 +251,8 @@ fs_code fwd_downsample(fwd *f, const fwd_level *fine, const fwd_level *coarse,
         nn_floats(&f->nn, (size_t)f->nn.n * (fine->rows + top + bot) * fine->w * cw->in);
     fs_code rc = buf ? FS_OK : oom(f);
     if (!rc) {
-        nn_copy_own(&f->nn, fine, x, cw->in, buf, top, bot);
-        rc = nn_halo(&f->nn, fine, buf, cw->in, top, bot);
+        rc = nn_copy_own(&f->nn, fine, x, cw->in, buf, top, bot);
+        if (!rc) rc = nn_halo(&f->nn, fine, buf, cw->in, top, bot);
     }
     if (!rc) {
         fs_conv2d_desc d = conv_desc(f, fine, cw, 2);
@@ -274,11 +277,11 @@ fs_code fwd_upsample(fwd *f, const fwd_level *coarse, const fwd_level *fine,
     float *up = buf ? nn_floats(&f->nn, (size_t)f->nn.n * 4 * rows * coarse->w * c) : NULL;
     fs_code rc = up ? FS_OK : oom(f);
     if (!rc) {
-        nn_copy_own(&f->nn, coarse, x, c, buf, 1, 1);
-        rc = nn_halo(&f->nn, coarse, buf, c, 1, 1);
+        rc = nn_copy_own(&f->nn, coarse, x, c, buf, 1, 1);
+        if (!rc) rc = nn_halo(&f->nn, coarse, buf, c, 1, 1);
     }
+    if (!rc) rc = nn_upsample2x(&f->nn, buf, up, f->nn.n, rows, coarse->w, c);
     if (!rc) {
-        nn_upsample2x(&f->nn, buf, up, f->nn.n, rows, coarse->w, c);
         fs_conv2d_desc d = conv_desc(f, fine, cw, 1);
         d.x_row0 = 2 * (coarse->row0 - 1);
         d.x_rows = 2 * rows;
@@ -297,8 +300,8 @@ fs_code fwd_conv3x3(fwd *f, const fwd_level *lv, const fs_conv_w *cw, const fs_n
     float *buf = nn_floats(&f->nn, (size_t)f->nn.n * (lv->rows + 2) * lv->w * cw->in);
     fs_code rc = buf ? FS_OK : oom(f);
     if (!rc) {
-        nn_copy_own(&f->nn, lv, x, cw->in, buf, 1, 1);
-        rc = nn_halo(&f->nn, lv, buf, cw->in, 1, 1);
+        rc = nn_copy_own(&f->nn, lv, x, cw->in, buf, 1, 1);
+        if (!rc) rc = nn_halo(&f->nn, lv, buf, cw->in, 1, 1);
     }
     if (!rc) {
         fs_conv2d_desc d = conv_desc(f, lv, cw, 1);

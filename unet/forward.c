@@ -23,18 +23,17 @@
 #include <string.h>
 #include "unet/forward.h"
 
-void fwd_trace(fwd *f, const char *name, const fwd_level *lv, const float *x, int c) {
-    if (f->nn.dry || !f->trace || !f->trace->on_block) return;
-    if (!f->nn.gpu) {
-        f->trace->on_block(f->trace->user, name, x, f->nn.n, lv->rows, lv->w, c);
-        return;
-    }
-    /* on the GPU: the block's output through a host copy */
+fs_code fwd_trace(fwd *f, const char *name, const fwd_level *lv, const float *x, int c) {
+    if (f->nn.dry || !f->trace || !f->trace->on_block) return FS_OK;
+    /* the block's output through a host copy (the backend's memory may be a
+     * device's) */
     size_t bytes = nn_tensor_floats(&f->nn, lv, c) * sizeof(float);
-    float *h = f->nn.err->code ? NULL : malloc(bytes ? bytes : 1);
-    if (h && fs_cuda_download(f->nn.gpu, h, x, bytes, f->nn.err) == FS_OK)
-        f->trace->on_block(f->trace->user, name, h, f->nn.n, lv->rows, lv->w, c);
+    float *h = malloc(bytes ? bytes : 1);
+    if (!h) return fs_fail(f->nn.err, FS_ERR_NOMEM, "UNet forward: trace of %s", name);
+    fs_code rc = nn_download(&f->nn, h, x, bytes);
+    if (!rc) f->trace->on_block(f->trace->user, name, h, f->nn.n, lv->rows, lv->w, c);
     free(h);
+    return rc;
 }
 
 typedef struct skip {
@@ -67,24 +66,24 @@ static fs_code embed(fwd *f, const fs_unet *u, const float *t, const float *y, f
     float *e = a ? nn_floats(&f->nn, (size_t)n * temb) : NULL;
     float *b = e ? nn_floats(&f->nn, (size_t)n * temb) : NULL;
     if (!b) return f->nn.err && f->nn.err->code ? f->nn.err->code : FS_ERR_NOMEM;
-    if (!f->nn.dry && !f->nn.gpu) fs_timestep_embedding(t, n, f->cfg->channels[0], te);
-    if (!f->nn.dry && f->nn.gpu) { /* t is on the host: made there, then copied */
+    fs_code rc = FS_OK;
+    if (!f->nn.dry) { /* t is on the host: the embedding is made there, then copied */
         size_t bytes = (size_t)n * f->cfg->channels[0] * sizeof(float);
         float *h = malloc(bytes);
         if (!h) return fs_fail(f->nn.err, FS_ERR_NOMEM, "UNet forward: out of memory");
         fs_timestep_embedding(t, n, f->cfg->channels[0], h);
-        fs_code rc = fs_cuda_upload(f->nn.gpu, te, h, bytes, f->nn.err);
+        rc = nn_upload(&f->nn, te, h, bytes);
         free(h);
-        if (rc) return rc;
     }
-    nn_small_linear(&f->nn, te, a, n, &w->time_linear_1);
-    nn_silu(&f->nn, a, a, (size_t)n * temb);
-    nn_small_linear(&f->nn, a, e, n, &w->time_linear_2);
-    nn_small_linear(&f->nn, y, a, n, &w->add_linear_1);
-    nn_silu(&f->nn, a, a, (size_t)n * temb);
-    nn_small_linear(&f->nn, a, b, n, &w->add_linear_2);
-    nn_add(&f->nn, e, b, (size_t)n * temb);
-    nn_silu(&f->nn, e, e, (size_t)n * temb);
+    if (!rc) rc = nn_small_linear(&f->nn, te, a, n, &w->time_linear_1);
+    if (!rc) rc = nn_silu(&f->nn, a, a, (size_t)n * temb);
+    if (!rc) rc = nn_small_linear(&f->nn, a, e, n, &w->time_linear_2);
+    if (!rc) rc = nn_small_linear(&f->nn, y, a, n, &w->add_linear_1);
+    if (!rc) rc = nn_silu(&f->nn, a, a, (size_t)n * temb);
+    if (!rc) rc = nn_small_linear(&f->nn, a, b, n, &w->add_linear_2);
+    if (!rc) rc = nn_add(&f->nn, e, b, (size_t)n * temb);
+    if (!rc) rc = nn_silu(&f->nn, e, e, (size_t)n * temb);
+    if (rc) return rc;
     *out = e;
     return FS_OK;
 }
@@ -147,7 +146,7 @@ static fs_code run(fwd *f, const fs_unet *u, const float *x, const float *t, con
     int depth = 0, c = cfg->channels[0];
     f->nn.level = 0;
     TRY(fwd_conv3x3(f, &f->lv[0], &w->conv_in, NULL, 0, x, cur));
-    fwd_trace(f, "conv_in", &f->lv[0], cur, c);
+    TRY(fwd_trace(f, "conv_in", &f->lv[0], cur, c));
     TRY(push(f, stack, &depth, &f->lv[0], 0, cur, c));
 
     for (int l = 0; l < cfg->levels; l++) {
@@ -173,7 +172,7 @@ static fs_code run(fwd *f, const fs_unet *u, const float *x, const float *t, con
             TRY(push(f, stack, &depth, &f->lv[l + 1], l + 1, cur, c));
         }
         snprintf(name, sizeof name, "down_blocks.%d", l);
-        fwd_trace(f, name, &f->lv[out_level], cur, c);
+        TRY(fwd_trace(f, name, &f->lv[out_level], cur, c));
     }
 
     f->nn.level = last;
@@ -186,7 +185,7 @@ static fs_code run(fwd *f, const fs_unet *u, const float *x, const float *t, con
     TRY(fwd_resblock(f, &f->lv[last], &w->mid_resnets[1], cur, other));
     f->dil = 1;
     SWAP();
-    fwd_trace(f, "mid_block", &f->lv[last], cur, c);
+    TRY(fwd_trace(f, "mid_block", &f->lv[last], cur, c));
 
     for (int i = 0; i < cfg->levels; i++) {
         const int l = last - i;
@@ -203,7 +202,8 @@ static fs_code run(fwd *f, const fs_unet *u, const float *x, const float *t, con
                                "the running tensor (%d) and skip (%d, level %d) give %d",
                                i, j, lw->resnets[j].cin, c, s->c, s->level, c + s->c);
             TRY(fwd_freeu(f, lv, i, j, cur, c, s->p, s->c));
-            nn_concat(&f->nn, cur, c, s->p, s->c, other, (size_t)f->nn.n * lv->rows * lv->w);
+            TRY(nn_concat(&f->nn, cur, c, s->p, s->c, other,
+                          (size_t)f->nn.n * lv->rows * lv->w));
             nn_reset(&f->nn, s->mark); /* the skip was the top of the stack */
             TRY(fwd_resblock(f, lv, &lw->resnets[j], other, cur));
             TRY(fwd_transformer(f, lv, &lw->attentions[j], cur));
@@ -217,7 +217,7 @@ static fs_code run(fwd *f, const fs_unet *u, const float *x, const float *t, con
             out_level = l - 1;
         }
         snprintf(name, sizeof name, "up_blocks.%d", i);
-        fwd_trace(f, name, &f->lv[out_level], cur, c);
+        TRY(fwd_trace(f, name, &f->lv[out_level], cur, c));
     }
     f->nn.level = 0;
     TRY(fwd_conv3x3(f, &f->lv[0], &w->conv_out, &w->conv_norm_out, cfg->eps_resnet, cur, eps));
@@ -283,52 +283,46 @@ fs_code fs_unet_forward(fs_unet *u, fs_comm *comm, const fs_strip_plan *plan, in
                               NULL, err);
 }
 
-/* The real pass on u's GPU: the host tensors in and out, the arena on the
- * device, the weights of the device shadow. */
-static fs_code run_gpu(fwd *f, const fs_unet *u, int ctx_len, const float *x, const float *t,
-                       const float *y, float *eps, fs_error *err) {
-    fs_cuda *cu = fs_unet_gpu_ctx(u);
+/* The real pass on the backend of f: the host tensors in and out through
+ * its memory (plain copies on the CPU), the arena there too, the weights of
+ * the model that lives there (the device shadow on a GPU). */
+static fs_code run_real(fwd *f, const fs_unet *u, int ctx_len, const float *x, const float *t,
+                        const float *y, float *eps, fs_error *err) {
+    const fs_backend *be = nn_backend(&f->nn);
     const fs_unet_config *cfg = f->cfg;
     const size_t xb = nn_tensor_floats(&f->nn, &f->lv[0], cfg->in_channels) * sizeof(float);
     const size_t eb = nn_tensor_floats(&f->nn, &f->lv[0], cfg->out_channels) * sizeof(float);
     const size_t yb = (size_t)f->nn.n * cfg->adm_in_channels * sizeof(float);
     const size_t cb = (size_t)f->nn.n * ctx_len * cfg->context_dim * sizeof(float);
     const size_t ab = f->nn.arena_peak + 4096;
-    float *dx = NULL, *de = NULL, *dy = NULL, *dc = NULL;
-    void *da = NULL;
+    void *dx = NULL, *de = NULL, *dy = NULL, *dc = NULL, *da = NULL;
     const float *host_context = f->context;
-    fs_code rc = fs_cuda_alloc(cu, (void **)&dx, xb, err);
-    if (!rc) rc = fs_cuda_alloc(cu, (void **)&de, eb, err);
-    if (!rc) rc = fs_cuda_alloc(cu, (void **)&dy, yb, err);
-    if (!rc) rc = fs_cuda_alloc(cu, (void **)&dc, cb, err);
+    fs_code rc = be->op->alloc(be, &dx, xb, err);
+    if (!rc) rc = be->op->alloc(be, &de, eb, err);
+    if (!rc) rc = be->op->alloc(be, &dy, yb, err);
+    if (!rc) rc = be->op->alloc(be, &dc, cb, err);
     if (!rc) {
-        rc = fs_cuda_alloc(cu, &da, ab, err);
+        rc = be->op->alloc(be, &da, ab, err);
         if (rc)
-            fs_error_prefix(err, "UNet forward (%.1f MB of activations on the GPU): ", ab / 1e6);
+            fs_error_prefix(err, "UNet forward (%.1f MB of activations and scratch on the %s): ",
+                            ab / 1e6, be->name);
     }
     if (!rc) f->nn.arena = fs_arena_over(da, ab, err);
     if (!rc && !f->nn.arena) rc = err->code ? err->code : FS_ERR_NOMEM;
-    if (!rc) rc = fs_cuda_upload(cu, dx, x, xb, err);
-    if (!rc) rc = fs_cuda_upload(cu, dy, y, yb, err);
-    if (!rc) rc = fs_cuda_upload(cu, dc, host_context, cb, err);
+    if (!rc) rc = be->op->upload(be, dx, x, xb, err);
+    if (!rc) rc = be->op->upload(be, dy, y, yb, err);
+    if (!rc) rc = be->op->upload(be, dc, host_context, cb, err);
     if (!rc) {
-        /* a stale code from an earlier, handled failure would stop every
-         * GPU helper (they skip once err->code is set) */
-        memset(err, 0, sizeof *err);
-        f->nn.gpu = cu;
         f->context = dc;
         rc = run(f, fs_unet_gpu_model(u), dx, t, dy, de);
-        /* a failure inside a helper that returns nothing is kept in err */
-        if (!rc && err->code) rc = err->code;
-        if (!rc) rc = fs_cuda_download(cu, eps, de, eb, err);
+        f->context = host_context;
     }
+    if (!rc) rc = be->op->download(be, eps, de, eb, err);
     fs_arena_destroy(f->nn.arena);
     f->nn.arena = NULL;
-    fs_cuda_free(cu, da);
-    fs_cuda_free(cu, dc);
-    fs_cuda_free(cu, dy);
-    fs_cuda_free(cu, de);
-    fs_cuda_free(cu, dx);
+    void *blocks[] = {da, dc, dy, de, dx};
+    for (size_t i = 0; i < sizeof blocks / sizeof blocks[0]; i++)
+        if (blocks[i]) be->op->free(be, blocks[i]);
     return rc;
 }
 
@@ -343,10 +337,6 @@ fs_code fs_unet_forward_fs(fs_unet *u, fs_comm *comm, const fs_strip_plan *plan,
     if (!u->arena_weights || !u->w.conv_in.w)
         return fs_fail(err, FS_ERR_INVALID,
                        "UNet forward: the weights are not loaded (call fs_unet_load_weights)");
-    if (u->gpu && fsx && (fsx->fusion || fsx->freeu.on))
-        return fs_fail(err, FS_ERR_UNSUPPORTED,
-                       "UNet forward: scale fusion and FreeU have no GPU version yet (run this "
-                       "stage on CPU ranks, or turn them off)");
     int rank = 0;
     if (plan->parts > 1) {
         if (!comm || fs_comm_size(comm) != plan->parts)
@@ -362,29 +352,16 @@ fs_code fs_unet_forward_fs(fs_unet *u, fs_comm *comm, const fs_strip_plan *plan,
     f->context = context;
     f->trace = trace;
     /* the sizing pass knows the device too: some blocks cut their work
-     * differently on a GPU (blocks.c's FF_CHUNK_GPU) */
-    f->nn.gpu = fs_unet_gpu_ctx(u);
+     * by its GEMM tiles (blocks.c's feed-forward chunks) */
+    f->nn.be = fs_unet_backend(u);
     if (!rc) { /* sizing pass */
         f->nn.dry = 1;
         rc = run(f, u, x, t, y, eps);
     }
-    if (!rc && u->gpu) {
-        f->nn.dry = 0;
-        rc = run_gpu(f, u, ctx_len, x, t, y, eps, err);
-        free(f);
-        return rc;
-    }
     if (!rc) {
         f->nn.dry = 0;
-        f->nn.arena = fs_arena_create(f->nn.arena_peak + 4096, err);
-        if (!f->nn.arena) {
-            rc = err->code ? err->code : FS_ERR_NOMEM;
-            fs_error_prefix(err, "UNet forward (%.1f MB of activations and scratch): ",
-                            (double)f->nn.arena_peak / 1e6);
-        }
+        rc = run_real(f, u, ctx_len, x, t, y, eps, err);
     }
-    if (!rc) rc = run(f, u, x, t, y, eps);
-    fs_arena_destroy(f->nn.arena);
     free(f);
     return rc;
 }

@@ -32,8 +32,12 @@ typedef struct fwd {
     int attn_ordinal;            /* self-attentions met so far in this pass: the jitter key's block */
 } fwd;
 
+/* The backend u's passes run on (unet/gpu.c): the CUDA backend of its
+ * device copy after fs_unet_use_gpu, else the CPU's. */
+const fs_backend *fs_unet_backend(const fs_unet *u);
+
 /* The traced activation of a block (real pass only). */
-void fwd_trace(fwd *f, const char *name, const fwd_level *lv, const float *x, int c);
+fs_code fwd_trace(fwd *f, const char *name, const fwd_level *lv, const float *x, int c);
 
 /* Bytes of the arena fs_unet_forward takes on strip `rank` of plan (the dry
  * pass alone): fs_unet_forward_cost (unet.h) without the FLOPs. */

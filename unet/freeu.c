@@ -32,6 +32,6 @@ fs_code fwd_freeu(fwd *f, const fwd_level *lv, int up_block, int resnet, float *
     if (!which) return FS_OK;
     const float b = which == 1 ? fsx->freeu.b1 : fsx->freeu.b2;
     const float s = which == 1 ? fsx->freeu.s1 : fsx->freeu.s2;
-    nn_scale_channels(&f->nn, h, (size_t)f->nn.n * lv->rows * lv->w, ch, ch / 2, b);
-    return nn_freeu_filter(&f->nn, lv, skip, cs, s);
+    fs_code rc = nn_scale_channels(&f->nn, h, (size_t)f->nn.n * lv->rows * lv->w, ch, ch / 2, b);
+    return rc ? rc : nn_freeu_filter(&f->nn, lv, skip, cs, s);
 }

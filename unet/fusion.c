@@ -123,25 +123,6 @@ void fus_views(const fus_geom *g, uint64_t seed, uint64_t stream, int step, int 
 
 /* ---------------------------------------------------------------- local path */
 
-/* dst[t] = the c floats of token t: src token (y, x) if it is on the map, pad
- * otherwise, for the ny x nx tokens of a grid starting at (y0, x0) with steps
- * (dy, dx); src row y is at src + (y - src_row0) * fw * c. */
-static void gather_grid(float *dst, const float *src, int src_row0, int fh, int fw, int c,
-                        int y0, int x0, int ny, int nx, int dy, int dx, const float *pad) {
-#pragma omp parallel for schedule(static) num_threads(fs_threads_count()) \
-    if ((size_t)ny * nx * c >= ((size_t)1 << 16))
-    for (int i = 0; i < ny; i++) {
-        const int y = y0 + i * dy;
-        for (int j = 0; j < nx; j++) {
-            const int x = x0 + j * dx;
-            const float *s = y >= 0 && y < fh && x >= 0 && x < fw
-                                 ? src + ((size_t)(y - src_row0) * fw + x) * c
-                                 : pad;
-            memcpy(dst + ((size_t)i * nx + j) * c, s, (size_t)c * sizeof(float));
-        }
-    }
-}
-
 fs_code fus_local(nn_ctx *nn, const fus_geom *g, const fus_view *views, const float *q,
                   const float *k, const float *v, const float *pad_q, const float *pad_k,
                   const float *pad_v, int row0, int rows, int c, int heads, float *out) {
@@ -159,41 +140,26 @@ fs_code fus_local(nn_ctx *nn, const fus_geom *g, const fus_view *views, const fl
         nn_reset(nn, mark);
         return rc;
     }
-    memset(out, 0, T * c * sizeof(float));
-    memset(cnt, 0, T * sizeof(float));
+    rc = nn_zero(nn, out, T * c);
+    if (!rc) rc = nn_zero(nn, cnt, T);
     for (int win = 0; win < g->nh * g->nw && !rc; win++) {
         /* the window's top-left in map coordinates (negative: padding) */
         const int ty0 = views[win].y0 - g->rh, tx0 = views[win].x0 - g->rw;
         const int a = imax(ty0, row0), b = imin(ty0 + g->ph, row0 + rows);
         if (a >= b) continue; /* no own row in this window */
         const int i0 = a - ty0, i1 = b - ty0, nq = (i1 - i0) * g->pw;
-        gather_grid(kw, k, 0, g->fh, fw, c, ty0, tx0, g->ph, g->pw, 1, 1, pad_k);
-        gather_grid(vw, v, 0, g->fh, fw, c, ty0, tx0, g->ph, g->pw, 1, 1, pad_v);
-        gather_grid(qw, q, row0, g->fh, fw, c, a, tx0, i1 - i0, g->pw, 1, 1, pad_q);
+        const fs_grid whole = {ty0, tx0, g->ph, g->pw, 1, 1};
+        const fs_grid own = {a, tx0, i1 - i0, g->pw, 1, 1};
+        rc = nn_grid_gather(nn, kw, k, 0, g->fh, fw, c, &whole, pad_k);
+        if (!rc) rc = nn_grid_gather(nn, vw, v, 0, g->fh, fw, c, &whole, pad_v);
+        if (!rc) rc = nn_grid_gather(nn, qw, q, row0, g->fh, fw, c, &own, pad_q);
         /* tiles aligned on the window's token index: q0 = i0 * pw */
-        rc = nn_attention(nn, qw, kw, vw, ow, nq, P, heads, dh, (int64_t)i0 * g->pw);
-        if (rc) break;
+        if (!rc) rc = nn_attention(nn, qw, kw, vw, ow, nq, P, heads, dh, (int64_t)i0 * g->pw);
         /* value and count of the real tokens, this window after the ones before */
-        const int x_lo = imax(tx0, 0), x_hi = imin(tx0 + g->pw, fw);
-#pragma omp parallel for schedule(static) num_threads(fs_threads_count()) \
-    if ((size_t)nq * c >= ((size_t)1 << 16))
-        for (int i = i0; i < i1; i++) {
-            const int y = ty0 + i;
-            for (int x = x_lo; x < x_hi; x++) {
-                const size_t t = (size_t)(y - row0) * fw + x;
-                const float *o = ow + ((size_t)(i - i0) * g->pw + (x - tx0)) * c;
-                float *dst = out + t * c;
-                for (int ch = 0; ch < c; ch++) dst[ch] += o[ch];
-                cnt[t] += 1.0f;
-            }
-        }
+        if (!rc) rc = nn_window_add(nn, out, cnt, row0, rows, fw, c, &own, ow);
     }
     /* value / count where count > 0 (every token is covered: jitter <= stride / 2) */
-#pragma omp parallel for schedule(static) num_threads(fs_threads_count()) \
-    if (T * c >= ((size_t)1 << 16))
-    for (size_t t = 0; t < T; t++)
-        if (cnt[t] > 0.0f)
-            for (int ch = 0; ch < c; ch++) out[t * c + ch] /= cnt[t];
+    if (!rc) rc = nn_divide_counts(nn, out, cnt, T, c);
     nn_reset(nn, mark);
     return rc;
 }
@@ -227,16 +193,16 @@ fs_code fus_global(nn_ctx *nn, const fus_geom *g, int fast_mode, const float *q,
             const int i0 = row0 <= a ? 0 : cdiv(row0 - a, sh);
             const int i1 = row0 + rows <= a ? 0 : cdiv(row0 + rows - a, sh);
             if (i0 >= i1) continue;
-            gather_grid(ks, k, 0, fh, fw, c, a, b, hs, ws, sh, sw, NULL);
-            gather_grid(vs, v, 0, fh, fw, c, a, b, hs, ws, sh, sw, NULL);
-            gather_grid(qs, q, row0, fh, fw, c, a + i0 * sh, b, i1 - i0, ws, sh, sw, NULL);
-            rc = nn_attention(nn, qs, ks, vs, os, (i1 - i0) * ws, hs * ws, heads, dh,
-                              (int64_t)i0 * ws);
-            if (rc) break;
-            for (int i = i0; i < i1; i++) /* each token is in exactly one sub-lattice */
-                for (int j = 0; j < ws; j++)
-                    memcpy(out + ((size_t)(a + i * sh - row0) * fw + b + j * sw) * c,
-                           os + ((size_t)(i - i0) * ws + j) * c, (size_t)c * sizeof(float));
+            const fs_grid whole = {a, b, hs, ws, sh, sw};
+            const fs_grid own = {a + i0 * sh, b, i1 - i0, ws, sh, sw};
+            rc = nn_grid_gather(nn, ks, k, 0, fh, fw, c, &whole, NULL);
+            if (!rc) rc = nn_grid_gather(nn, vs, v, 0, fh, fw, c, &whole, NULL);
+            if (!rc) rc = nn_grid_gather(nn, qs, q, row0, fh, fw, c, &own, NULL);
+            if (!rc)
+                rc = nn_attention(nn, qs, ks, vs, os, (i1 - i0) * ws, hs * ws, heads, dh,
+                                  (int64_t)i0 * ws);
+            /* each token is in exactly one sub-lattice */
+            if (!rc) rc = nn_grid_scatter(nn, out, row0, fw, c, &own, os);
         }
     nn_reset(nn, mark);
     return rc;
@@ -254,28 +220,21 @@ fs_code fus_blend(nn_ctx *nn, const nn_level *lv, const fus_geom *g, fs_blur_kin
     const size_t row = (size_t)lv->w * c, T = (size_t)lv->rows * lv->w;
     const size_t item_lo = (size_t)(lv->rows + 2 * hr) * row, mark = nn_mark(nn);
     fs_code rc = FS_OK;
-    if (!nn->dry) /* D = Lo - G in the own rows */
-        for (int b = 0; b < n; b++) {
-            float *d = lo + b * item_lo + (size_t)hr * row;
-            const float *gb = G + b * T * c;
-#pragma omp parallel for schedule(static) num_threads(fs_threads_count()) \
-    if (T * c >= ((size_t)1 << 16))
-            for (size_t e = 0; e < T * c; e++) d[e] -= gb[e];
-        }
+    for (int b = 0; b < n && !rc; b++) /* D = Lo - G in the own rows */
+        rc = nn_sub(nn, nn_at(nn, lo, b * item_lo + (size_t)hr * row), nn_cat(nn, G, b * T * c),
+                    T * c);
     if (kind == FS_BLUR_FFT) {
         /* the whole map on every rank, blurred there; own rows kept */
         float *full = nn_floats(nn, (size_t)n * lv->h * row);
         if (!full) return nn_oom(nn);
         rc = nn_allgather(nn, lv, lo, full, c);
         if (!rc) rc = nn_blur_fft(nn, full, lv->h, lv->w, c, sigma);
-        if (!rc)
-            for (int b = 0; b < n; b++)
-                nn_copy(nn, nn_at(nn, out, b * T * c),
-                        nn_cat(nn, full, ((size_t)b * lv->h + lv->row0) * row), T * c);
+        for (int b = 0; b < n && !rc; b++)
+            rc = nn_copy(nn, nn_at(nn, out, b * T * c),
+                         nn_cat(nn, full, ((size_t)b * lv->h + lv->row0) * row), T * c);
     } else {
-        float *gk = nn_floats(nn, (size_t)g->k);
-        if (!gk) return nn_oom(nn);
-        if (!nn->dry) fs_gaussian_kernel1d(g->k, sigma, gk);
+        float gk[2 * FUS_MAX_SCALE - 1]; /* the taps: the op's parameters, on the host */
+        fs_gaussian_kernel1d(g->k, sigma, gk);
         fs_blur_desc d = {0};
         d.n = n;
         d.h = lv->h;
@@ -292,7 +251,7 @@ fs_code fus_blend(nn_ctx *nn, const nn_level *lv, const fus_geom *g, fs_blur_kin
         if (hr) rc = nn_halo(nn, lv, lo, c, hr, hr);
         if (!rc) rc = nn_blur(nn, &d, gk, lo, out);
     }
-    if (!rc) nn_add(nn, out, G, (size_t)n * T * c); /* G + blur(Lo - G) */
+    if (!rc) rc = nn_add(nn, out, G, (size_t)n * T * c); /* G + blur(Lo - G) */
     nn_reset(nn, mark);
     return rc;
 }
@@ -300,8 +259,8 @@ fs_code fus_blend(nn_ctx *nn, const nn_level *lv, const fus_geom *g, fs_blur_kin
 /* ---------------------------------------------------------------- the block's attn1 */
 
 /* pad = lw applied to a zero token: its bias, or zeros. */
-static void zero_token_proj(const nn_linear_w *lw, float *pad) {
-    for (int j = 0; j < lw->out; j++) pad[j] = lw->b ? lw->b[j] : 0.0f;
+static fs_code zero_token_proj(nn_ctx *nn, const nn_linear_w *lw, float *pad) {
+    return lw->b ? nn_copy(nn, pad, lw->b, (size_t)lw->out) : nn_zero(nn, pad, (size_t)lw->out);
 }
 
 fs_code fwd_fused_self_attention(fwd *f, const fwd_level *lv, const fs_tblock_w *bw, int heads,
@@ -324,11 +283,9 @@ fs_code fwd_fused_self_attention(fwd *f, const fwd_level *lv, const fs_tblock_w 
     float *lo = G ? nn_floats(&f->nn, (size_t)n * item_lo) : NULL;
     float *pads = lo ? nn_floats(&f->nn, (size_t)3 * c) : NULL;
     if (!pads) rc = nn_oom(&f->nn);
-    if (!rc && !f->nn.dry) {
-        zero_token_proj(&bw->attn1_q, pads);
-        zero_token_proj(&bw->attn1_k, pads + c);
-        zero_token_proj(&bw->attn1_v, pads + 2 * c);
-    }
+    if (!rc) rc = zero_token_proj(&f->nn, &bw->attn1_q, pads);
+    if (!rc) rc = zero_token_proj(&f->nn, &bw->attn1_k, nn_at(&f->nn, pads, c));
+    if (!rc) rc = zero_token_proj(&f->nn, &bw->attn1_v, nn_at(&f->nn, pads, 2 * (size_t)c));
     for (int b = 0; b < n && !rc; b++) {
         const size_t m1 = nn_mark(&f->nn);
         float *k = nn_floats(&f->nn, N * c);
@@ -360,7 +317,7 @@ fs_code fwd_fused_self_attention(fwd *f, const fwd_level *lv, const fs_tblock_w 
     float *out = rc ? NULL : nn_floats(&f->nn, (size_t)n * T * c);
     if (!rc && !out) rc = nn_oom(&f->nn);
     if (!rc) rc = fus_blend(&f->nn, lv, &g, fsx->blur, fsx->blur_sigma, c, G, lo, out);
-    if (!rc) nn_add(&f->nn, hs, out, (size_t)n * T * c);
+    if (!rc) rc = nn_add(&f->nn, hs, out, (size_t)n * T * c);
     nn_reset(&f->nn, mark);
     fs_free(views);
     return rc;

@@ -188,14 +188,14 @@ fs_code vband_conv(vfwd *f, const nn_level *in, const float *xp, int a, int b, i
     if (gn && c1 > c0) {
         float *t = nn_floats(&f->nn, (size_t)(c1 - c0) * row);
         if (!t) return nn_oom(&f->nn);
-        nn_gn_apply_rows(&f->nn, src, t, c1 - c0, in->w, c, f->cfg->groups, gn->mean, gn->rstd,
-                         gn->nw, gn->silu);
+        rc = nn_gn_apply_rows(&f->nn, src, t, c1 - c0, in->w, c, f->cfg->groups, gn->mean,
+                              gn->rstd, gn->nw, gn->silu);
         src = t;
     }
-    if (up) {
+    if (!rc && up) {
         float *u = nn_floats(&f->nn, 4 * (size_t)(c1 - c0) * row + 1);
         if (!u) return nn_oom(&f->nn);
-        nn_upsample2x(&f->nn, src, u, 1, c1 - c0, in->w, c);
+        rc = nn_upsample2x(&f->nn, src, u, 1, c1 - c0, in->w, c);
         src = u;
         d.x_row0 = 2 * c0;
         d.x_rows = 2 * (c1 - c0);
@@ -203,7 +203,7 @@ fs_code vband_conv(vfwd *f, const nn_level *in, const float *xp, int a, int b, i
         d.x_row0 = c0;
         d.x_rows = c1 - c0;
     }
-    rc = nn_conv(&f->nn, &d, src, cw, y);
+    if (!rc) rc = nn_conv(&f->nn, &d, src, cw, y);
     nn_reset(&f->nn, mark);
     return rc;
 }
@@ -215,15 +215,12 @@ fs_code vband_conv(vfwd *f, const nn_level *in, const float *xp, int a, int b, i
 static fs_code add_residual(vfwd *f, const vae_resnet_w *rw, const nn_level *lv, const float *xr,
                             int g0, int g1, float *t) {
     const size_t count = (size_t)(g1 - g0) * lv->w * rw->cout;
-    if (!rw->shortcut.w) {
-        nn_add(&f->nn, t, xr, count);
-        return FS_OK;
-    }
+    if (!rw->shortcut.w) return nn_add(&f->nn, t, xr, count);
     const size_t mark = nn_mark(&f->nn);
     float *s = nn_floats(&f->nn, count);
     fs_code rc = s ? FS_OK : nn_oom(&f->nn);
     if (!rc) rc = vband_conv(f, lv, xr, g0, g1, rw->cin, NULL, 0, &rw->shortcut, 1, 0, lv, g0, g1, s);
-    if (!rc) nn_add(&f->nn, t, s, count);
+    if (!rc) rc = nn_add(&f->nn, t, s, count);
     nn_reset(&f->nn, mark);
     return rc;
 }
@@ -261,8 +258,8 @@ static fs_code resnet_held(vfwd *f, const vae_resnet_w *rw, vmap *x, vmap *y) {
         rc = vband_conv(f, lv, h.p, row0 - 1, row1 + 1, rw->cout, &g2, 0, &rw->conv2, 1, 0, lv, J,
                         e, t);
         if (!rc) rc = add_residual(f, rw, lv, vmap_row(f, x, J), J, e, t);
+        if (!rc) rc = nn_copy(&f->nn, vmap_row(f, y, J), t, (size_t)(e - J) * lv->w * rw->cout);
         if (!rc) {
-            nn_copy(&f->nn, vmap_row(f, y, J), t, (size_t)(e - J) * lv->w * rw->cout);
             vmap_commit(f, y, J, e);
             vacc_rows(f, &acc, vmap_row(f, y, J), J, e);
             if (x != y) vmap_release_above(f, x, e); /* x is consumed */
@@ -334,10 +331,11 @@ static fs_code resnet_recompute(vfwd *f, const vae_resnet_w *rw, vmap *x, vmap *
         if (inplace) { /* keep x rows [e - 2, e) for the next band before y covers them */
             carry0 = e - 2 > a ? e - 2 : a;
             carry1 = e;
-            nn_copy(&f->nn, carry, nn_cat(&f->nn, xband, (size_t)(carry0 - a) * xrow),
-                    (size_t)(carry1 - carry0) * xrow);
+            rc = nn_copy(&f->nn, carry, nn_cat(&f->nn, xband, (size_t)(carry0 - a) * xrow),
+                         (size_t)(carry1 - carry0) * xrow);
         }
-        nn_copy(&f->nn, vmap_row(f, y, J), t, (size_t)(e - J) * hrow);
+        if (!rc) rc = nn_copy(&f->nn, vmap_row(f, y, J), t, (size_t)(e - J) * hrow);
+        if (rc) break;
         vmap_commit(f, y, J, e);
         vacc_rows(f, &acc, vmap_row(f, y, J), J, e);
         if (!inplace) vmap_release_above(f, x, e - 2); /* x is consumed */
@@ -382,9 +380,9 @@ fs_code vattention(vfwd *f, const vae_attn_w *aw, vmap *x) {
     const int gathered = lv->plan->parts > 1; /* (dry-pass pointers cannot be compared) */
     float *ln = nn_heap_floats(&f->nn, T * c, 0), *all = ln, *k = NULL, *v = NULL;
     if (!ln) return nn_oom(&f->nn);
-    nn_gn_apply_rows(&f->nn, xo, ln, lv->rows, lv->w, c, f->cfg->groups, x->mean, x->rstd,
-                     &aw->norm, 0);
-    if (gathered) {
+    rc = nn_gn_apply_rows(&f->nn, xo, ln, lv->rows, lv->w, c, f->cfg->groups, x->mean, x->rstd,
+                          &aw->norm, 0);
+    if (!rc && gathered) {
         all = nn_heap_floats(&f->nn, N * c, 0);
         rc = all ? nn_allgather(&f->nn, lv, ln, all, c) : nn_oom(&f->nn);
     }
@@ -408,7 +406,7 @@ fs_code vattention(vfwd *f, const vae_attn_w *aw, vmap *x) {
         rc = nn_linear(&f->nn, nn_cat(&f->nn, ln, s * c), 0, q, 0, 1, mm, &aw->q, g0);
         if (!rc) rc = nn_attention(&f->nn, q, k, v, o, (int)mm, (int)N, 1, c, g0);
         if (!rc) rc = nn_linear(&f->nn, o, 0, q, 0, 1, mm, &aw->out, g0);
-        if (!rc) nn_add(&f->nn, nn_at(&f->nn, xo, s * c), q, mm * c); /* + residual */
+        if (!rc) rc = nn_add(&f->nn, nn_at(&f->nn, xo, s * c), q, mm * c); /* + residual */
     }
     nn_reset(&f->nn, mark);
     nn_heap_free(&f->nn, v, v ? N * c * sizeof(float) : 0);

@@ -131,6 +131,31 @@ extern "C" fs_code fs_cuda_download(fs_cuda *cu, void *dst, const void *src, siz
     return FS_OK;
 }
 
+// Pitched rows one way (cudaMemcpy2D), synchronous for the host buffer.
+static fs_code copy_rows(fs_cuda *cu, void *dst, size_t dst_pitch, const void *src,
+                         size_t src_pitch, size_t row_bytes, size_t rows, cudaMemcpyKind kind,
+                         fs_error *err, const char *what) {
+    if (!rows || !row_bytes) return FS_OK;
+    FS_CU(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, row_bytes, rows, kind, cu->stream),
+          err, what);
+    FS_CU(cudaStreamSynchronize(cu->stream), err, what);
+    return FS_OK;
+}
+
+extern "C" fs_code fs_cuda_upload_rows(fs_cuda *cu, void *dst, size_t dst_pitch,
+                                       const void *src, size_t src_pitch, size_t row_bytes,
+                                       size_t rows, fs_error *err) {
+    return copy_rows(cu, dst, dst_pitch, src, src_pitch, row_bytes, rows,
+                     cudaMemcpyHostToDevice, err, "upload rows");
+}
+
+extern "C" fs_code fs_cuda_download_rows(fs_cuda *cu, void *dst, size_t dst_pitch,
+                                         const void *src, size_t src_pitch, size_t row_bytes,
+                                         size_t rows, fs_error *err) {
+    return copy_rows(cu, dst, dst_pitch, src, src_pitch, row_bytes, rows,
+                     cudaMemcpyDeviceToHost, err, "download rows");
+}
+
 extern "C" fs_code fs_cuda_sync(fs_cuda *cu, fs_error *err) {
     FS_CU(cudaStreamSynchronize(cu->stream), err, "sync");
     return FS_OK;

@@ -36,7 +36,7 @@ static void linear_case(size_t m, int k, int nout, int with_bias, int64_t m0) {
 
     fs_linear_ref(x, ref, m, k, nout, w, b);
     memset(fast, 0xff, ny * sizeof(float)); /* NaN: every output must be written */
-    if (fs_linear(x, fast, m, k, nout, w, b, m0, arena, &err) != FS_OK)
+    if (hb_linear(x, fast, m, k, nout, w, b, m0, arena, &err) != FS_OK)
         fprintf(stderr, "linear [%s]: %s\n", shape, err.msg);
     harness_compare("linear", shape, ref, fast, ny, linear_tol(k));
 
@@ -44,7 +44,7 @@ static void linear_case(size_t m, int k, int nout, int with_bias, int64_t m0) {
     memset(part, 0xff, ny * sizeof(float));
     for (size_t r0 = 0; r0 < m;) {
         size_t len = (size_t)harness_int(1, (int)(m - r0 < 300 ? m - r0 : 300));
-        if (fs_linear(x + r0 * k, part + r0 * nout, len, k, nout, w, b, m0 + (int64_t)r0, arena,
+        if (hb_linear(x + r0 * k, part + r0 * nout, len, k, nout, w, b, m0 + (int64_t)r0, arena,
                       &err) != FS_OK)
             fprintf(stderr, "linear split [%s]: %s\n", shape, err.msg);
         r0 += len;
@@ -55,11 +55,11 @@ static void linear_case(size_t m, int k, int nout, int with_bias, int64_t m0) {
     int saved = fs_threads_count();
     fs_threads_init(1);
     memset(part, 0xff, ny * sizeof(float));
-    fs_linear(x, part, m, k, nout, w, b, m0, NULL, &err);
+    hb_linear(x, part, m, k, nout, w, b, m0, NULL, &err);
     harness_identical("linear threads", shape, fast, part, ny);
     fs_threads_init(2);
     memset(part, 0xff, ny * sizeof(float));
-    fs_linear(x, part, m, k, nout, w, b, m0, NULL, &err);
+    hb_linear(x, part, m, k, nout, w, b, m0, NULL, &err);
     harness_identical("linear threads", shape, fast, part, ny);
     fs_threads_init(saved);
 
@@ -83,14 +83,19 @@ static void linear_whole_case(size_t m, int k, int nout, int with_bias) {
     fs_arena *arena = fs_arena_create(fs_linear_whole_scratch_bytes(m, k, nout) + 64, &err);
     fs_linear_ref(x, ref, m, k, nout, w, b);
     memset(fast, 0xff, ny * sizeof(float));
-    if (fs_linear_whole(x, fast, m, k, nout, w, b, arena, &err) != FS_OK)
+    if (hb_linear_whole(x, fast, m, k, nout, w, b, arena, &err) != FS_OK)
         fprintf(stderr, "linear whole [%s]: %s\n", shape, err.msg);
     harness_compare("linear whole", shape, ref, fast, ny, linear_tol(k));
+    if (m > 2048) { /* beyond one tile on every backend: the tiles from row 0 */
+        memset(part, 0xff, ny * sizeof(float));
+        hb_linear(x, part, m, k, nout, w, b, 0, NULL, &err);
+        harness_identical("linear whole = tiles from row 0", shape, fast, part, ny);
+    }
     int saved = fs_threads_count();
     for (int t = 1; t <= 2; t++) {
         fs_threads_init(t);
         memset(part, 0xff, ny * sizeof(float));
-        fs_linear_whole(x, part, m, k, nout, w, b, NULL, &err);
+        hb_linear_whole(x, part, m, k, nout, w, b, NULL, &err);
         harness_identical("linear whole threads", shape, fast, part, ny);
     }
     fs_threads_init(saved);
@@ -111,7 +116,7 @@ static void linear_errors(void) {
 }
 
 void ops_cases_linear(void) {
-    linear_errors();
+    if (harness_on_cpu()) linear_errors();
     /* fixed shapes at the tile edges */
     linear_case(1, 1, 1, 1, 0);
     linear_case(1, 7, 5, 0, 255);
@@ -127,6 +132,7 @@ void ops_cases_linear(void) {
     linear_whole_case(154, 64, 1280, 1);
     linear_whole_case(77, 33, 650, 0);
     linear_whole_case(1100, 8, 48, 1);
+    linear_whole_case(5000, 96, 80, 1);
     /* random shapes */
     for (int i = 0; i < 14; i++) {
         size_t m = (size_t)harness_int(1, 700);

@@ -1,0 +1,122 @@
+/* Op cases: the sampler's elementwise steps of the backend table
+ * (kernels/steps.c on the CPU) against plain loops here in diffusers'
+ * float32 order: CFG, the Euler and DDIM updates, the noised latent (both
+ * schedulers' coefficient forms), the detail blend with and without a mask,
+ * scaling and the Philox noise fill. One fixed float sequence per element:
+ * the bits must match, and a strip computed alone (from its offset) must
+ * give the whole latent's bits. */
+#include "ops/ops_harness.h"
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define OP(name, ...) harness_be->op->name(harness_be, __VA_ARGS__)
+
+static void steps_case(size_t pixels, int ch) {
+    char shape[48];
+    snprintf(shape, sizeof shape, "pixels=%zu c=%d", pixels, ch);
+    const size_t n = pixels * (size_t)ch;
+    float *x = harness_random(n, -3, 3), *e = harness_random(n, -3, 3);
+    float *u = harness_random(n, -3, 3), *z = harness_random(n, -2, 2);
+    float *mask = harness_random(pixels, 0, 1), *ref = fs_alloc(n * 4 + 4);
+    for (size_t p = 0; p < pixels; p++) mask[p] = mask[p] < 0.5f ? 0.0f : 1.0f;
+    fs_error err = {0};
+    void *dx = hb_from(x, n * 4), *de = hb_from(e, n * 4), *du = hb_from(u, n * 4);
+    void *dz = hb_from(z, n * 4), *dm = hb_from(mask, pixels * 4), *dy = hb_from(NULL, n * 4);
+
+    const float g = 7.5f;
+    for (size_t k = 0; k < n; k++) ref[k] = u[k] + g * (e[k] - u[k]);
+    hb_check_identical("cfg", shape, OP(cfg, du, de, g, n, dy, &err), &err, dy, ref, n);
+
+    const float sigma = 3.7f, dt = -0.41f;
+    for (size_t k = 0; k < n; k++) {
+        float pred = x[k] - sigma * e[k], deriv = (x[k] - pred) / sigma;
+        ref[k] = x[k] + deriv * dt;
+    }
+    hb_check_identical("euler step", shape, OP(euler_step, dx, de, n, sigma, dt, &err), &err, dx,
+                       ref, n);
+    /* a strip from its offset: the same bits */
+    if (n > 3) {
+        hb_to(ref, dx, n * 4);
+        void *dx2 = hb_from(x, n * 4);
+        fs_code rc =
+            OP(euler_step, (float *)dx2 + 3, (const float *)de + 3, n - 3, sigma, dt, &err);
+        if (rc == FS_OK) rc = OP(euler_step, dx2, de, 3, sigma, dt, &err);
+        hb_check_identical("euler step strips", shape, rc, &err, dx2, ref, n);
+        hb_free(dx2);
+    }
+
+    const fs_ddim_coeffs c = {sqrtf(0.6f), sqrtf(0.4f), sqrtf(1.0f - 0.55f), sqrtf(0.55f)};
+    float *x1 = fs_alloc(n * 4 + 4);
+    hb_to(x1, dx, n * 4);
+    for (size_t k = 0; k < n; k++) {
+        float pred = (x1[k] - c.sqrt_beta_t * e[k]) / c.sqrt_alpha_t, dir = c.dir * e[k];
+        ref[k] = c.sqrt_alpha_prev * pred + dir;
+    }
+    hb_check_identical("ddim step", shape, OP(ddim_step, dx, de, n, &c, &err), &err, dx, ref, n);
+
+    for (int form = 0; form < 2; form++) {
+        const float a = form ? sqrtf(0.3f) : 1.0f, b = form ? sqrtf(0.7f) : 5.5f;
+        for (size_t k = 0; k < n; k++) ref[k] = form ? a * z[k] + b * e[k] : z[k] + e[k] * b;
+        hb_check_identical("add noise", form ? "ddim form" : "euler form (z + eps sigma)",
+                           OP(add_noise, dz, de, n, a, b, dy, &err), &err, dy, ref, n);
+        for (int masked = 0; masked < 2; masked++) {
+            const float cf = 0.8f, cb = 0.3f;
+            for (size_t p = 0; p < pixels; p++) {
+                const float cc = !masked || mask[p] != 0.0f ? cf : cb;
+                for (int k = 0; k < ch; k++) {
+                    size_t i = p * ch + k;
+                    float noisy = form ? a * z[i] + b * e[i] : z[i] + e[i] * b;
+                    ref[i] = x[i] * (1.0f - cc) + noisy * cc;
+                }
+            }
+            void *dx3 = hb_from(x, n * 4);
+            hb_check_identical(
+                "detail blend", masked ? "masked" : "no mask",
+                OP(detail_blend, dx3, dz, de, masked ? dm : NULL, pixels, ch, a, b, cf, cb, &err),
+                &err, dx3, ref, n);
+            hb_free(dx3);
+        }
+    }
+
+    for (size_t k = 0; k < n; k++) ref[k] = x[k] * 14.6146f;
+    void *dx4 = hb_from(x, n * 4);
+    hb_check_identical("scale", shape, OP(scale, dx4, dy, n, 14.6146f, &err), &err, dy, ref, n);
+    hb_free(dx4);
+    hb_free(dx);
+    hb_free(de);
+    hb_free(du);
+    hb_free(dz);
+    hb_free(dm);
+    hb_free(dy);
+    fs_free(x);
+    fs_free(e);
+    fs_free(u);
+    fs_free(z);
+    fs_free(mask);
+    fs_free(ref);
+    fs_free(x1);
+}
+
+/* Normal numbers index0 .. index0 + n - 1 of a stream: core's generator. */
+static void noise_case(size_t n, uint64_t index0) {
+    char shape[64];
+    snprintf(shape, sizeof shape, "n=%zu from %llu", n, (unsigned long long)index0);
+    float *ref = fs_alloc(n * 4 + 4);
+    fs_rng_fill_normal(ref, n, 1234, 7, index0);
+    void *d = hb_from(NULL, n * 4);
+    fs_error err = {0};
+    hb_check_identical("noise fill", shape, OP(noise_fill, d, n, 1234, 7, index0, &err), &err, d,
+                       ref, n);
+    hb_free(d);
+    fs_free(ref);
+}
+
+void ops_cases_steps(void) {
+    steps_case(1, 4);
+    steps_case(128 * 96, 4); /* a 1024 x 768 latent */
+    steps_case((size_t)harness_int(1, 5000), harness_int(1, 16));
+    noise_case(1, 0);
+    noise_case(4096 * 4, 3 * 4096);
+    noise_case((size_t)harness_int(1, 100000), (uint64_t)harness_int(0, 1 << 30));
+}
