@@ -22,11 +22,11 @@ extern "C" {
 
 typedef struct fs_comm fs_comm;
 
-/* Where a buffer lives. A device buffer is a pointer of the CUDA context
- * (kernels/kernels.h, fs_cuda) given as the `stream` of the call that moves
- * it: its work is ordered on that context's stream. A transport that cannot
- * reach device memory (MPI) stages exactly the bytes it moves through host
- * copies. */
+/* Where a buffer lives. A device buffer belongs to the backend (kernels.h,
+ * fs_backend: its memory ops and, for CUDA, its stream) given as the
+ * `stream` of the call that moves it: its work is ordered on that backend's
+ * stream. A transport that cannot reach device memory (MPI) stages exactly
+ * the bytes it moves through host copies, with that backend's memory ops. */
 typedef enum { FS_COMM_HOST = 0, FS_COMM_DEVICE = 1 } fs_comm_mem;
 typedef struct fs_comm_buf {
     void *ptr;
@@ -106,7 +106,7 @@ void fs_comm_traffic_reset(fs_comm *comm);
  * are set to zero. Collective: every rank calls it with the same top/bot. */
 fs_code fs_comm_halo(fs_comm *comm, const fs_strip_plan *plan, float *buf, int n,
                      size_t row_elems, int top, int bot, fs_error *err);
-/* The same on a host or device buffer (stream: the fs_cuda context of a
+/* The same on a host or device buffer (stream: the fs_backend owning a
  * device buffer, NULL for host). Only the edge rows move: what other ranks
  * need of this strip and what this rank needs of theirs. */
 fs_code fs_comm_halo_buf(fs_comm *comm, const fs_strip_plan *plan, fs_comm_buf buf, void *stream,

@@ -2,7 +2,9 @@
  * for the layer above the transport (zeroing halo rows off the map) and for
  * transports that cannot reach device memory (staging exactly the rows they
  * move). One copy per item: the rows of an item are contiguous, items are
- * item_rows apart. */
+ * item_rows apart. Device memory is reached through the memory ops of the
+ * backend that owns it (kernels.h's fs_backend, the `stream` of the call),
+ * so comm knows no device API. */
 #include <string.h>
 #include "comm/transport.h"
 #include "kernels/kernels.h"
@@ -22,7 +24,8 @@ fs_code fs_rowset_zero(const fs_rowset *s, void *stream, fs_error *err)
         if (s->buf.mem == FS_COMM_HOST) {
             memset(block(s, b), 0, bytes);
         } else {
-            fs_code code = fs_cuda_zero(stream, block(s, b), bytes, err);
+            const fs_backend *be = stream;
+            fs_code code = be->op->zero(be, block(s, b), bytes, err);
             if (code)
                 return code;
         }
@@ -40,7 +43,8 @@ fs_code fs_rowset_pack(const fs_rowset *s, void *host, void *stream, fs_error *e
         if (s->buf.mem == FS_COMM_HOST) {
             memcpy(to, block(s, b), bytes);
         } else {
-            fs_code code = fs_cuda_download(stream, to, block(s, b), bytes, err);
+            const fs_backend *be = stream;
+            fs_code code = be->op->download(be, to, block(s, b), bytes, err);
             if (code)
                 return code;
         }
@@ -58,7 +62,8 @@ fs_code fs_rowset_unpack(const fs_rowset *s, const void *host, void *stream, fs_
         if (s->buf.mem == FS_COMM_HOST) {
             memcpy(block(s, b), from, bytes);
         } else {
-            fs_code code = fs_cuda_upload(stream, block(s, b), from, bytes, err);
+            const fs_backend *be = stream;
+            fs_code code = be->op->upload(be, block(s, b), from, bytes, err);
             if (code)
                 return code;
         }

@@ -4,8 +4,8 @@
  * A transport is a table of operations fixed when the comm is made. Every
  * operation is collective over the ranks or, for the grouped exchange,
  * matched by the peers named in it; every one takes host or device buffers
- * (fs_comm_buf) and an opaque stream (for device buffers: the fs_cuda
- * context of kernels/kernels.h whose stream orders the data). The layer
+ * (fs_comm_buf) and an opaque stream (for device buffers: the fs_backend
+ * of kernels/kernels.h that owns them, whose stream orders the data). The layer
  * above (comm.c, halo.c, gather.c, exact_sum.c) decides what moves where,
  * checks arguments, agrees on failures and counts traffic; a transport only
  * moves what it is told and reports its own errors as FS_ERR_COMM. Adding a
@@ -89,7 +89,7 @@ fs_code fs_comm_check_plan(const fs_comm *c, const fs_strip_plan *plan, const ch
                            fs_error *err);
 
 /* Host or device rows, for the layer above and for transports that stage
- * (comm/rowset.c). stream: the fs_cuda context of a device buffer. */
+ * (comm/rowset.c). stream: the fs_backend owning a device buffer. */
 fs_code fs_rowset_zero(const fs_rowset *s, void *stream, fs_error *err);
 /* The set's rows to / from a contiguous host buffer [items][rows][row_bytes]. */
 fs_code fs_rowset_pack(const fs_rowset *s, void *host, void *stream, fs_error *err);

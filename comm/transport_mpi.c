@@ -13,7 +13,8 @@
  *   not depend on the order Open MPI's algorithm picks.
  * - MPI reaches host memory only: a device buffer is staged through a host
  *   copy of exactly the rows that move (download before a send, upload
- *   after a receive), ordered by the fs_cuda context given as the stream. */
+ *   after a receive), through the memory ops of the backend given as the
+ *   stream (kernels.h, fs_backend). */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>

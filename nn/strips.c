@@ -1,9 +1,10 @@
 /* nn/strips.c: the helpers of nn.h that work across the strips of a map:
  * GroupNorm statistics of the whole map, the copy into and the halo rows of
  * a halo buffer, the all-gather of a map and exact row sums. The data stay
- * in the backend's memory; what crosses ranks goes through comm/ (MPI on
- * host memory): in place when the backend's memory is the host's, else
- * through host copies of just the rows that cross. Either way a multi-rank
+ * in the backend's memory; what crosses ranks goes through comm/'s
+ * transport, which moves device buffers itself (the MPI transport stages
+ * just the rows that cross through host copies, with the backend's memory
+ * ops; the row partials of the exact sums come to the host, a few kB). Either way a multi-rank
  * pass gives the same bits as a one-rank one: the ops' tiles and
  * reductions are fixed in global coordinates.
  *
@@ -13,6 +14,11 @@
 #include <string.h>
 #include "nn/profile.h"
 
+
+/* A buffer of the backend's memory as comm sees it. */
+static fs_comm_buf comm_buf(const fs_backend *be, void *p) {
+    return be->host_memory ? fs_comm_host(p) : fs_comm_device(p);
+}
 
 static void *host_alloc(nn_ctx *f, size_t bytes) {
     void *p = malloc(bytes ? bytes : 1);
@@ -112,43 +118,17 @@ fs_code nn_copy_own(nn_ctx *f, const nn_level *lv, const float *x, int c, float 
     return rc;
 }
 
-/* The halo exchange on device memory: only the own rows a neighbour can
- * need (the first `bot` and the last `top`: every rank asks for the same
- * halo widths) come to a host copy of the buffer, comm fills its halo rows
- * in place, and only those go back. */
-static fs_code halo_staged(nn_ctx *f, const nn_level *lv, float *buf, size_t row, int top,
-                           int bot) {
-    const size_t item_buf = (size_t)(top + lv->rows + bot) * row, pitch = item_buf * sizeof(float);
-    const int head = bot < lv->rows ? bot : lv->rows, tail = top < lv->rows ? top : lv->rows;
-    float *h = host_alloc(f, (size_t)f->n * pitch); /* untouched rows are never resident */
-    if (!h) return FS_ERR_NOMEM;
-    const size_t own0 = (size_t)top * row, tail0 = (size_t)(top + lv->rows - tail) * row;
-    fs_code rc = NN_OP(f, download_rows, h + own0, pitch, buf + own0, pitch,
-                       (size_t)head * row * sizeof(float), (size_t)f->n, f->err);
-    if (!rc)
-        rc = NN_OP(f, download_rows, h + tail0, pitch, buf + tail0, pitch,
-                   (size_t)tail * row * sizeof(float), (size_t)f->n, f->err);
-    if (!rc) rc = fs_comm_halo(f->comm, lv->plan, h, f->n, row, top, bot, f->err);
-    if (!rc)
-        rc = NN_OP(f, upload_rows, buf, pitch, h, pitch, (size_t)top * row * sizeof(float),
-                   (size_t)f->n, f->err);
-    const size_t bot0 = (size_t)(top + lv->rows) * row;
-    if (!rc)
-        rc = NN_OP(f, upload_rows, buf + bot0, pitch, h + bot0, pitch,
-                   (size_t)bot * row * sizeof(float), (size_t)f->n, f->err);
-    free(h);
-    return rc;
-}
-
 fs_code nn_halo(nn_ctx *f, const nn_level *lv, float *buf, int c, int top, int bot) {
     if (f->dry || (top == 0 && bot == 0)) return FS_OK;
     nn_prof_time t0 = nn_prof_t(f);
     const size_t row = (size_t)lv->w * c;
     fs_code rc = FS_OK;
-    if (lv->plan->parts > 1 && nn_backend(f)->host_memory) {
-        rc = fs_comm_halo(f->comm, lv->plan, buf, f->n, row, top, bot, f->err);
-    } else if (lv->plan->parts > 1) {
-        rc = halo_staged(f, lv, buf, row, top, bot);
+    if (lv->plan->parts > 1) {
+        /* on device memory the transport moves only the edge rows (staged
+         * through host copies where it cannot reach the device) */
+        const fs_backend *be = nn_backend(f);
+        rc = fs_comm_halo_buf(f->comm, lv->plan, comm_buf(be, buf), (void *)be, f->n, row, top,
+                              bot, f->err);
     } else { /* One part: the strip is the whole map, every halo row is padding. */
         const size_t item_buf = (size_t)(top + lv->rows + bot) * row;
         for (int b = 0; b < f->n && !rc; b++) {
@@ -173,17 +153,10 @@ fs_code nn_allgather(nn_ctx *f, const nn_level *lv, const float *own, float *ful
     fs_code rc = FS_OK;
     if (lv->plan->parts == 1) {
         if (own != full) rc = NN_OP(f, copy, full, own, own_bytes, f->err);
-    } else if (nn_backend(f)->host_memory) {
-        rc = fs_comm_allgather_rows(f->comm, lv->plan, own, full, f->n, row, f->err);
     } else {
-        const size_t full_bytes = (size_t)f->n * lv->h * row * sizeof(float);
-        float *ho = host_alloc(f, own_bytes), *hf = ho ? host_alloc(f, full_bytes) : NULL;
-        rc = hf ? FS_OK : FS_ERR_NOMEM;
-        if (!rc) rc = NN_OP(f, download, ho, own, own_bytes, f->err);
-        if (!rc) rc = fs_comm_allgather_rows(f->comm, lv->plan, ho, hf, f->n, row, f->err);
-        if (!rc) rc = NN_OP(f, upload, full, hf, full_bytes, f->err);
-        free(ho);
-        free(hf);
+        const fs_backend *be = nn_backend(f);
+        rc = fs_comm_allgather_rows_buf(f->comm, lv->plan, comm_buf(be, (void *)own),
+                                        comm_buf(be, full), (void *)be, f->n, row, f->err);
     }
     nn_prof_add(f, t0, PK_MOVE, 0, "allgather");
     return rc;

@@ -1,7 +1,7 @@
 /* tests/mpi_nn_staged.c: nn/strips.c's two ways across ranks give the same
  * bits. With a backend whose memory is the host's, comm reads and writes
- * the strips in place; with any other (a device), only the rows that cross
- * go through host copies. The second way runs here without a GPU: the CPU
+ * the strips in place; with any other (a device), the MPI transport stages
+ * only the rows that cross through host copies (comm/halo.c, gather.c). The second way runs here without a GPU: the CPU
  * backend's ops in a table marked "not host memory". For halos of 1 to 3
  * rows (wider than 1-row strips at 4 ranks) the halo rows must be the
  * map's rows (zeros off the map) either way, and the all-gather, the

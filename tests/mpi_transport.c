@@ -1,6 +1,8 @@
 /* tests/mpi_transport.c: the transport under comm/ (comm/transport.h), op
- * by op, at 1..4 ranks (run by ctest under mpirun), on host buffers and, when
- * a GPU is there, on device buffers (staged by the MPI transport):
+ * by op, at 1..4 ranks (run by ctest under mpirun), on host buffers and on
+ * "device" buffers (staged by the MPI transport through their backend's
+ * memory ops): the CPU backend posing as a device everywhere, CUDA's too
+ * when a GPU is there:
  * - broadcast from every root, of 0, 1, 1000 and 3 MiB + 1 bytes;
  * - all-reduce of int64, sum and max, against the values every rank can
  *   compute, beyond 2^53 and negative;
@@ -9,7 +11,7 @@
  * - all-gather with counts: uneven counts into a window of a larger buffer;
  * - on a device: fs_comm_halo_buf and fs_comm_allgather_rows_buf give the
  *   bytes and traffic counts of the host calls.
- * Without a GPU the device cases say so and are skipped. The exit status is
+ * Without a GPU the CUDA cases say so and are skipped. The exit status is
  * non-zero on every rank when any rank failed. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +25,10 @@
 static fs_comm *comm;
 static const fs_transport *tr;
 static int rank, size;
-static fs_cuda *cu;  /* NULL: no device cases */
+/* The backend that owns the "device" buffers: the CPU backend posing as a
+ * device (host memory reached only through its memory ops: every staging
+ * path runs without a GPU), then CUDA's when there is one. */
+static const fs_backend *dev_be;
 
 /* ---------------------------------------------------------------- buffers */
 
@@ -34,7 +39,7 @@ static fs_comm_buf buf_make(fs_comm_mem mem, size_t bytes)
         b.ptr = malloc(bytes ? bytes : 1);
     } else {
         fs_error err = {0};
-        CHECK(fs_cuda_alloc(cu, &b.ptr, bytes ? bytes : 1, &err) == FS_OK, "%s", err.msg);
+        CHECK(dev_be->op->alloc(dev_be, &b.ptr, bytes ? bytes : 1, &err) == FS_OK, "%s", err.msg);
     }
     return b;
 }
@@ -44,7 +49,7 @@ static void buf_free(fs_comm_buf b)
     if (b.mem == FS_COMM_HOST)
         free(b.ptr);
     else
-        fs_cuda_free(cu, b.ptr);
+        dev_be->op->free(dev_be, b.ptr);
 }
 
 static void buf_put(fs_comm_buf b, const void *host, size_t bytes)
@@ -53,7 +58,7 @@ static void buf_put(fs_comm_buf b, const void *host, size_t bytes)
     if (b.mem == FS_COMM_HOST)
         memcpy(b.ptr, host, bytes);
     else
-        CHECK(fs_cuda_upload(cu, b.ptr, host, bytes, &err) == FS_OK, "%s", err.msg);
+        CHECK(dev_be->op->upload(dev_be, b.ptr, host, bytes, &err) == FS_OK, "%s", err.msg);
 }
 
 static void buf_get(void *host, fs_comm_buf b, size_t bytes)
@@ -62,7 +67,7 @@ static void buf_get(void *host, fs_comm_buf b, size_t bytes)
     if (b.mem == FS_COMM_HOST)
         memcpy(host, b.ptr, bytes);
     else
-        CHECK(fs_cuda_download(cu, host, b.ptr, bytes, &err) == FS_OK, "%s", err.msg);
+        CHECK(dev_be->op->download(dev_be, host, b.ptr, bytes, &err) == FS_OK, "%s", err.msg);
 }
 
 static const char *mem_name(fs_comm_mem mem) { return mem == FS_COMM_HOST ? "host" : "device"; }
@@ -87,7 +92,7 @@ static void test_bcast(fs_comm_mem mem)
             fs_comm_buf b = buf_make(mem, bytes);
             buf_put(b, h, bytes);
             fs_error err = {0};
-            CHECK(tr->ops->bcast((fs_transport *)tr, b, bytes, root, cu, &err) == FS_OK, "%s",
+            CHECK(tr->ops->bcast((fs_transport *)tr, b, bytes, root, (void *)dev_be, &err) == FS_OK, "%s",
                   err.msg);
             memset(h, 0, bytes);
             buf_get(h, b, bytes);
@@ -128,7 +133,7 @@ static void test_allreduce(fs_comm_mem mem)
             fs_comm_buf b = buf_make(mem, n * sizeof *v);
             buf_put(b, v, n * sizeof *v);
             fs_error err = {0};
-            CHECK(tr->ops->allreduce_i64((fs_transport *)tr, b, n, (fs_reduce_op)op, cu, &err) ==
+            CHECK(tr->ops->allreduce_i64((fs_transport *)tr, b, n, (fs_reduce_op)op, (void *)dev_be, &err) ==
                       FS_OK, "%s", err.msg);
             buf_get(v, b, n * sizeof *v);
             CHECK(memcmp(v, want, n * sizeof *v) == 0, "%s all-reduce %s of %zu int64",
@@ -186,7 +191,7 @@ static void test_exchange(fs_comm_mem mem)
         recvs[nr++] = (fs_comm_msg){q, none};
     }
     fs_error err = {0};
-    CHECK(tr->ops->exchange((fs_transport *)tr, sends, ns, recvs, nr, EX_TAG, cu, &err) == FS_OK,
+    CHECK(tr->ops->exchange((fs_transport *)tr, sends, ns, recvs, nr, EX_TAG, (void *)dev_be, &err) == FS_OK,
           "%s", err.msg);
     for (int q = 0; q < size; q++) {
         if (q == rank)
@@ -241,7 +246,7 @@ static void test_allgatherv(fs_comm_mem mem, int items)
     memset(h, 0xEE, all_bytes);
     buf_put(all.buf, h, all_bytes);
     fs_error err = {0};
-    CHECK(tr->ops->allgatherv((fs_transport *)tr, &mine, &all, counts, displs, cu, &err) == FS_OK,
+    CHECK(tr->ops->allgatherv((fs_transport *)tr, &mine, &all, counts, displs, (void *)dev_be, &err) == FS_OK,
           "%s", err.msg);
     buf_get(h, all.buf, all_bytes);
     size_t bad = 0;
@@ -287,7 +292,7 @@ static void test_device_strips(int h, int n, size_t re, int top, int bot)
     CHECK(fs_comm_halo(comm, &p, host, n, re, top, bot, &err) == FS_OK, "%s", err.msg);
     fs_comm_traffic(comm, th);
     fs_comm_traffic_reset(comm);
-    CHECK(fs_comm_halo_buf(comm, &p, dev, cu, n, re, top, bot, &err) == FS_OK, "%s", err.msg);
+    CHECK(fs_comm_halo_buf(comm, &p, dev, (void *)dev_be, n, re, top, bot, &err) == FS_OK, "%s", err.msg);
     fs_comm_traffic(comm, td);
     buf_get(back, dev, halo_n * sizeof(float));
     CHECK(memcmp(host, back, halo_n * sizeof(float)) == 0 &&
@@ -303,7 +308,7 @@ static void test_device_strips(int h, int n, size_t re, int top, int bot)
     fs_comm_buf dfull = buf_make(FS_COMM_DEVICE, full_n * sizeof(float));
     buf_put(down, own_rows, (size_t)n * own * re * sizeof(float));
     CHECK(fs_comm_allgather_rows(comm, &p, own_rows, full, n, re, &err) == FS_OK, "%s", err.msg);
-    CHECK(fs_comm_allgather_rows_buf(comm, &p, down, dfull, cu, n, re, &err) == FS_OK, "%s",
+    CHECK(fs_comm_allgather_rows_buf(comm, &p, down, dfull, (void *)dev_be, n, re, &err) == FS_OK, "%s",
           err.msg);
     buf_get(full_back, dfull, full_n * sizeof(float));
     CHECK(memcmp(full, full_back, full_n * sizeof(float)) == 0,
@@ -326,6 +331,14 @@ static void run_ops(fs_comm_mem mem)
     test_allgatherv(mem, 3);
 }
 
+static void run_device(void)
+{
+    run_ops(FS_COMM_DEVICE);
+    test_device_strips(13, 2, 7, 1, 1);
+    test_device_strips(size, 2, 3, 8, 8);  /* 1-row strips, halo 8 */
+    test_device_strips(2 * size + 1, 1, 5, 3, 0);
+}
+
 int main(int argc, char **argv)
 {
     fs_error err = {0};
@@ -341,15 +354,22 @@ int main(int argc, char **argv)
 
     run_ops(FS_COMM_HOST);
 
+    fs_backend posing = *fs_backend_cpu();
+    posing.name = "cpu posing as a device";
+    posing.host_memory = 0;
+    dev_be = &posing;
+    run_device();
+    if (rank == 0) printf("mpi_transport: device buffers on %s: done\n", posing.name);
+
     char why[256] = "";
+    fs_cuda *cu = NULL;
     if (fs_cuda_available(why, sizeof why) > 0 && fs_cuda_open(&cu, 0, 0, &err) == FS_OK) {
-        run_ops(FS_COMM_DEVICE);
-        test_device_strips(13, 2, 7, 1, 1);
-        test_device_strips(size, 2, 3, 8, 8);  /* 1-row strips, halo 8 */
-        test_device_strips(2 * size + 1, 1, 5, 3, 0);
+        fs_backend cuda = fs_backend_cuda(cu);
+        dev_be = &cuda;
+        run_device();
         fs_cuda_close(cu);
     } else if (rank == 0) {
-        printf("mpi_transport: device buffers skipped (%s)\n", why[0] ? why : err.msg);
+        printf("mpi_transport: CUDA device buffers skipped (%s)\n", why[0] ? why : err.msg);
     }
 
     int counts[2] = {check_count, check_failures}, totals[2];
