@@ -291,6 +291,31 @@ static fs_code cpu_detail_blend(const fs_backend *be, float *x, const float *z, 
     return FS_OK;
 }
 
+static fs_code cpu_posterior_sample(const fs_backend *be, const float *moments, const float *eps,
+                                    size_t pixels, int L, float shift, float scaling,
+                                    float *latent, fs_error *err) {
+    (void)be; (void)err;
+    fs_posterior_sample(moments, eps, pixels, L, shift, scaling, latent);
+    return FS_OK;
+}
+
+static fs_code cpu_latent_unscale(const fs_backend *be, const float *latent, float *z, size_t n,
+                                  float scaling, float shift, fs_error *err) {
+    (void)be; (void)err;
+    fs_latent_unscale(latent, z, n, scaling, shift);
+    return FS_OK;
+}
+
+static fs_code cpu_mask_nearest(const fs_backend *be, const uint8_t *mask, int mh, int mw, int h,
+                                int w, int row0, int rows, float *out, fs_error *err) {
+    (void)be;
+    if (mh < 1 || mw < 1 || h < 1 || w < 1 || row0 < 0 || rows < 0 || row0 + rows > h)
+        return fs_fail(err, FS_ERR_INVALID, "mask: rows %d..%d of a %dx%d map from a %dx%d mask",
+                       row0, row0 + rows, h, w, mh, mw);
+    fs_mask_nearest(mask, mh, mw, h, w, row0, rows, out);
+    return FS_OK;
+}
+
 static fs_code cpu_scale(const fs_backend *be, const float *x, float *y, size_t n, float k,
                          fs_error *err) {
     (void)be; (void)err;
@@ -351,6 +376,9 @@ static const fs_backend_ops cpu_ops = {
     .detail_blend = cpu_detail_blend,
     .scale = cpu_scale,
     .noise_fill = cpu_noise_fill,
+    .posterior_sample = cpu_posterior_sample,
+    .latent_unscale = cpu_latent_unscale,
+    .mask_nearest = cpu_mask_nearest,
 };
 
 static const fs_backend cpu_backend = {

@@ -221,6 +221,24 @@ static fs_code cu_detail_blend(const fs_backend *be, float *x, const float *z, c
     (void)b; (void)c_fg; (void)c_bg;
     return missing(err, "the detail blend");
 }
+static fs_code cu_posterior_sample(const fs_backend *be, const float *moments, const float *eps,
+                                   size_t pixels, int L, float shift, float scaling,
+                                   float *latent, fs_error *err) {
+    (void)be; (void)moments; (void)eps; (void)pixels; (void)L; (void)shift; (void)scaling;
+    (void)latent;
+    return missing(err, "the VAE's posterior sample");
+}
+static fs_code cu_latent_unscale(const fs_backend *be, const float *latent, float *z, size_t n,
+                                 float scaling, float shift, fs_error *err) {
+    (void)be; (void)latent; (void)z; (void)n; (void)scaling; (void)shift;
+    return missing(err, "the latent's unscaling");
+}
+static fs_code cu_mask_nearest(const fs_backend *be, const uint8_t *mask, int mh, int mw, int h,
+                               int w, int row0, int rows, float *out, fs_error *err) {
+    (void)be; (void)mask; (void)mh; (void)mw; (void)h; (void)w; (void)row0; (void)rows;
+    (void)out;
+    return missing(err, "the detail mask's nearest resize");
+}
 static fs_code cu_scale(const fs_backend *be, const float *x, float *y, size_t n, float k,
                         fs_error *err) {
     (void)be; (void)x; (void)y; (void)n; (void)k;
@@ -278,6 +296,9 @@ static const fs_backend_ops cuda_ops = {
     .detail_blend = cu_detail_blend,
     .scale = cu_scale,
     .noise_fill = cu_noise_fill,
+    .posterior_sample = cu_posterior_sample,
+    .latent_unscale = cu_latent_unscale,
+    .mask_nearest = cu_mask_nearest,
 };
 
 /* kernels/cuda/gemm.cu's LINEAR_TILE: the rows of its fixed GEMM tile. */

@@ -171,6 +171,11 @@ typedef struct fs_resize_desc {
 void fs_resize_bicubic_input_rows(const fs_resize_desc *d, int *row0, int *row1);
 void fs_resize_bicubic_ref(const fs_resize_desc *d, const float *x, float *y);
 void fs_resize_bicubic(const fs_resize_desc *d, const float *x, float *y);
+/* A detail mask at a latent's size: out[y][x] (rows x w of an h x w map
+ * starting at global row row0) = 1 where the u8 mask (mh x mw) is nonzero at
+ * PyTorch's nearest index (upsample_nearest2d, no align_corners), else 0. */
+void fs_mask_nearest(const uint8_t *mask, int mh, int mw, int h, int w, int row0, int rows,
+                     float *out);
 
 /* ---------------------------------------------------------------- blur
  * Gaussian low-pass (FreeScale's fusion blur, spec/freescale.md section 5):
@@ -269,6 +274,14 @@ void fs_noised(const float *z, const float *eps, size_t n, float a, float b, flo
 void fs_detail_mix(float *x, const float *z, const float *eps, const float *mask, size_t pixels,
                    int channels, float a, float b, float c_fg, float c_bg);
 void fs_scale(const float *x, float *y, size_t n, float k);
+/* The VAE's latent side: the posterior sample of moments [pixels][2 L]
+ * ([mean | logvar] per pixel) with eps [pixels][L]: s = mean + exp(0.5 *
+ * clamp(logvar, -30, 20)) * eps, latent = (s - shift) * scaling (diffusers'
+ * DiagonalGaussianDistribution.sample, then the pipeline's scaling); and its
+ * inverse before a decode, z = latent / scaling + shift. */
+void fs_posterior_sample(const float *moments, const float *eps, size_t pixels, int L,
+                         float shift, float scaling, float *latent);
+void fs_latent_unscale(const float *latent, float *z, size_t n, float scaling, float shift);
 
 /* ---------------------------------------------------------------- token grids
  * Scale fusion's windows and fast_mode's sub-lattices (unet/fusion.c) as
@@ -511,6 +524,14 @@ typedef struct fs_backend_ops {
                      fs_error *err);
     fs_code (*noise_fill)(const fs_backend *be, float *x, size_t n, uint64_t seed,
                           uint64_t stream, uint64_t index0, fs_error *err);
+    /* the VAE's latent side and the detail mask (host u8 mask) */
+    fs_code (*posterior_sample)(const fs_backend *be, const float *moments, const float *eps,
+                                size_t pixels, int L, float shift, float scaling, float *latent,
+                                fs_error *err);
+    fs_code (*latent_unscale)(const fs_backend *be, const float *latent, float *z, size_t n,
+                              float scaling, float shift, fs_error *err);
+    fs_code (*mask_nearest)(const fs_backend *be, const uint8_t *mask, int mh, int mw, int h,
+                            int w, int row0, int rows, float *out, fs_error *err);
 } fs_backend_ops;
 
 struct fs_backend {

@@ -207,3 +207,22 @@ void fs_resize_bicubic(const fs_resize_desc *d, const float *x, float *y) {
     fs_free(wx);
     if (ref_fallback) fs_resize_bicubic_ref(d, x, y); /* a thread had no scratch */
 }
+
+/* PyTorch's nearest index (upsample_nearest2d, no align_corners): the scale
+ * is in / out in float, the index floor(dst * scale) clamped. */
+static int nearest_index(int dst, int in, int out) {
+    if (in == out) return dst;
+    if (out == 2 * in) return dst >> 1;
+    float scale = (float)in / (float)out;
+    int s = (int)floorf((float)dst * scale);
+    return s < in - 1 ? s : in - 1;
+}
+
+void fs_mask_nearest(const uint8_t *mask, int mh, int mw, int h, int w, int row0, int rows,
+                     float *out) {
+    for (int y = 0; y < rows; y++) {
+        const uint8_t *src = mask + (size_t)nearest_index(row0 + y, mh, h) * mw;
+        for (int x = 0; x < w; x++)
+            out[(size_t)y * w + x] = src[nearest_index(x, mw, w)] ? 1.0f : 0.0f;
+    }
+}

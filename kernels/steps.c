@@ -5,6 +5,7 @@
  * loops apply them in diffusers' float32 order of operations (each torch op
  * rounds to float32; the build forbids fusing a*b+c), one element at a time,
  * so any split of the latent gives the same bits. */
+#include <math.h>
 #include "kernels/kernels.h"
 
 void fs_cfg_combine(const float *eps_uncond, const float *eps_cond, float guidance, size_t n,
@@ -50,4 +51,22 @@ void fs_detail_mix(float *x, const float *z, const float *eps, const float *mask
 
 void fs_scale(const float *x, float *y, size_t n, float k) {
     for (size_t i = 0; i < n; i++) y[i] = x[i] * k;
+}
+
+void fs_posterior_sample(const float *moments, const float *eps, size_t pixels, int L,
+                         float shift, float scaling, float *latent) {
+    for (size_t p = 0; p < pixels; p++) {
+        const float *m = moments + 2 * p * (size_t)L; /* [mean | logvar] */
+        for (int ch = 0; ch < L; ch++) {
+            float lv = m[L + ch];
+            lv = lv < -30.0f ? -30.0f : lv > 20.0f ? 20.0f : lv;
+            float sd = expf(0.5f * lv);
+            float s = m[ch] + sd * eps[p * L + ch];
+            latent[p * L + ch] = (s - shift) * scaling;
+        }
+    }
+}
+
+void fs_latent_unscale(const float *latent, float *z, size_t n, float scaling, float shift) {
+    for (size_t i = 0; i < n; i++) z[i] = latent[i] / scaling + shift;
 }

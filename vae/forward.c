@@ -260,33 +260,34 @@ fs_code fs_vae_plan(const fs_vae *v, int decode, const fs_strip_plan *plan, int 
 
 /* ---------------------------------------------------------------- latents */
 
-void fs_vae_sample(const fs_vae_config *c, int n, int h, int w, int row0, int rows,
-                   const float *moments, const float *noise, uint64_t seed, uint64_t stream,
-                   float *latent) {
+fs_code fs_vae_sample(const fs_vae_config *c, int n, int h, int w, int row0, int rows,
+                      const float *moments, const float *noise, uint64_t seed, uint64_t stream,
+                      float *latent) {
+    const fs_backend *be = fs_backend_cpu();
     const int L = c->latent_channels;
     const size_t row = (size_t)w * L;
+    fs_error err = {0};
     float *eps = noise ? NULL : malloc(row * sizeof(float));
-    if (!noise && !eps) return;
-    for (int b = 0; b < n; b++)
-        for (int y = 0; y < rows; y++) {
+    if (!noise && !eps) return FS_ERR_NOMEM;
+    fs_code rc = FS_OK;
+    for (int b = 0; b < n && !rc; b++)
+        for (int y = 0; y < rows && !rc; y++) {
             const size_t at = ((size_t)b * rows + y) * row;
             const float *nz = noise ? noise + at : eps;
-            if (!noise)
-                fs_rng_fill_normal(eps, row, seed, stream, ((uint64_t)b * h + row0 + y) * row);
-            for (size_t p = 0; p < (size_t)w; p++) {
-                const float *m = moments + 2 * (at + p * L); /* [mean | logvar] */
-                for (int ch = 0; ch < L; ch++) {
-                    float lv = m[L + ch];
-                    lv = lv < -30.0f ? -30.0f : lv > 20.0f ? 20.0f : lv;
-                    float sd = expf(0.5f * lv);
-                    float s = m[ch] + sd * nz[p * L + ch];
-                    latent[at + p * L + ch] = (s - c->shift_factor) * c->scaling_factor;
-                }
-            }
+            if (!noise)   /* one row of eps at a time: the row's global index keys it */
+                rc = be->op->noise_fill(be, eps, row, seed, stream,
+                                        ((uint64_t)b * h + row0 + y) * row, &err);
+            if (!rc)
+                rc = be->op->posterior_sample(be, moments + 2 * at, nz, (size_t)w, L,
+                                              c->shift_factor, c->scaling_factor, latent + at,
+                                              &err);
         }
     free(eps);
+    return rc;
 }
 
-void fs_vae_unscale(const fs_vae_config *c, const float *latent, float *z, size_t count) {
-    for (size_t i = 0; i < count; i++) z[i] = latent[i] / c->scaling_factor + c->shift_factor;
+fs_code fs_vae_unscale(const fs_vae_config *c, const float *latent, float *z, size_t count) {
+    const fs_backend *be = fs_backend_cpu();
+    fs_error err = {0};
+    return be->op->latent_unscale(be, latent, z, count, c->scaling_factor, c->shift_factor, &err);
 }

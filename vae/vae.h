@@ -137,11 +137,11 @@ fs_code fs_vae_encode(fs_vae *v, fs_comm *comm, const fs_strip_plan *plan, int h
  * fs_rng_normal(seed, stream, ((b * h + y) * w + x) * latent + ch), whoever
  * computes it; else noise holds this strip's [n][rows][w][latent]. The strip
  * is latent rows [row0, row0 + rows). */
-void fs_vae_sample(const fs_vae_config *c, int n, int h, int w, int row0, int rows,
-                   const float *moments, const float *noise, uint64_t seed, uint64_t stream,
-                   float *latent);
+fs_code fs_vae_sample(const fs_vae_config *c, int n, int h, int w, int row0, int rows,
+                      const float *moments, const float *noise, uint64_t seed, uint64_t stream,
+                      float *latent);
 /* z = latent / scaling_factor + shift: what the decoder takes. In place ok. */
-void fs_vae_unscale(const fs_vae_config *c, const float *latent, float *z, size_t count);
+fs_code fs_vae_unscale(const fs_vae_config *c, const float *latent, float *z, size_t count);
 
 /* image = decoder(post_quant_conv(z)), RGB in [-1, 1] (not clamped):
  * [n][8 rows][8 w][out_channels] for this rank's latent rows of z

@@ -64,7 +64,8 @@ fs_code fs_worker_check(fs_comm *comm, const fs_check_params *p, fs_check_report
     }
     fs_rng_fill_normal(x, n * map, p->seed, 1, 0);
     fs_rng_fill_normal(w, (size_t)c * 9 * c, p->seed, 2, 0);
-    for (size_t i = 0; i < (size_t)c * 9 * c; i++) w[i] *= 0.02f;
+    rc = fs_backend_cpu()->op->scale(fs_backend_cpu(), w, w, (size_t)c * 9 * c, 0.02f, err);
+    if (rc) goto done;
     for (int i = 0; i < c; i++) {
         gamma[i] = 1 + 0.1f * fs_rng_normal(p->seed, 3, i);
         beta[i] = 0.1f * fs_rng_normal(p->seed, 4, i);

@@ -6,7 +6,6 @@
  * stage's image is all-gathered first (every rank then holds it whole: the
  * memory cost is one RGB float image of the previous stage per rank).
  * In a dry run (the plan) every buffer is counted, nothing is computed. */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "io/io.h"
@@ -97,8 +96,9 @@ fs_code render_decode(render_run *r, const stage_map *m, float **img_out, int em
     }
     rc = render_agree(r, rc);
     if (!rc) {
-        if (!r->dry) fs_vae_unscale(&fs_vae_get_info(r->vae)->config, m->x, z, lat);
-        rc = render_agree(r, run_vae(r, m, 1, z, img));
+        if (!r->dry) rc = fs_vae_unscale(&fs_vae_get_info(r->vae)->config, m->x, z, lat);
+        if (!rc) rc = run_vae(r, m, 1, z, img);
+        rc = render_agree(r, rc);
     }
     if (!rc && !r->dry && r->hooks && r->hooks->on_image)
         r->hooks->on_image(r->hooks->user, m->stage, img, px->row0[r->rank], f * rows, f * m->h,
@@ -111,12 +111,13 @@ fs_code render_decode(render_run *r, const stage_map *m, float **img_out, int em
 }
 
 /* Own rows of a bicubic resize of the whole map `full` (in_h x in_w x c). */
-static void resize_rows(const float *full, int in_h, int in_w, int c, int out_h, int out_w,
-                        int y0, int rows, float *y) {
+static fs_code resize_rows(render_run *r, const float *full, int in_h, int in_w, int c,
+                           int out_h, int out_w, int y0, int rows, float *y) {
     fs_resize_desc d = {.n = 1, .c = c, .in_h = in_h, .in_w = in_w, .out_h = out_h,
                         .out_w = out_w, .x_row0 = 0, .x_rows = in_h, .y_row0 = y0,
                         .y_rows = rows};
-    fs_resize_bicubic(&d, full, y);
+    const fs_backend *be = fs_backend_cpu();
+    return be->op->resize_bicubic(be, &d, full, y, r->err);
 }
 
 /* moments -> latent sample of the own rows (stream of `stage`). */
@@ -128,8 +129,9 @@ static fs_code encode_sample(render_run *r, const stage_map *m, const float *img
     rc = render_agree(r, rc);
     if (!rc) rc = render_agree(r, run_vae(r, m, 0, img, mom));
     if (!rc && !r->dry)
-        fs_vae_sample(&fs_vae_get_info(r->vae)->config, 1, m->h, m->w, m->plan->row0[r->rank],
-                      rows, mom, NULL, r->job->seed, FS_STREAM_POSTERIOR(m->stage), z);
+        rc = render_agree(r, fs_vae_sample(&fs_vae_get_info(r->vae)->config, 1, m->h, m->w,
+                                           m->plan->row0[r->rank], rows, mom, NULL, r->job->seed,
+                                           FS_STREAM_POSTERIOR(m->stage), z));
     run_free(r, mom);
     return rc;
 }
@@ -145,8 +147,8 @@ fs_code render_upsample(render_run *r, const stage_map *prev, const float *img,
         full = run_floats(r, (size_t)prev->h * prev->w * c);
         rc = full ? gather_all(r, prev->plan, prev->x, full, (size_t)prev->w * c) : r->err->code;
         if (!rc && !r->dry)
-            resize_rows(full, prev->h, prev->w, c, next->h, next->w, next->plan->row0[r->rank],
-                        rows, z);
+            rc = resize_rows(r, full, prev->h, prev->w, c, next->h, next->w,
+                             next->plan->row0[r->rank], rows, z);
         rc = render_agree(r, rc);
     } else if (!rc) {
         if (!img) {
@@ -166,10 +168,11 @@ fs_code render_upsample(render_run *r, const stage_map *prev, const float *img,
         free(px);
         if (!rc) {
             if (!r->dry)
-                resize_rows(full, (int)ph, (int)pw, 3, f * next->h, f * next->w,
-                            f * next->plan->row0[r->rank], f * rows, mine);
+                rc = resize_rows(r, full, (int)ph, (int)pw, 3, f * next->h, f * next->w,
+                                 f * next->plan->row0[r->rank], f * rows, mine);
             run_free(r, full), full = NULL;
-            rc = encode_sample(r, next, mine, z);
+            rc = render_agree(r, rc);
+            if (!rc) rc = encode_sample(r, next, mine, z);
         }
     }
     run_free(r, full), run_free(r, own_img), run_free(r, mine);
@@ -191,15 +194,6 @@ fs_code render_input_image(render_run *r, stage_map *m) {
     return rc;
 }
 
-/* PyTorch's nearest index (upsample_nearest2d, no align_corners). */
-static int nearest(int dst, int in, int out) {
-    if (in == out) return dst;
-    if (out == 2 * in) return dst >> 1;
-    float scale = (float)in / (float)out;
-    int s = (int)floorf((float)dst * scale);
-    return s < in - 1 ? s : in - 1;
-}
-
 fs_code render_mask(render_run *r, const stage_map *m, float **mask_out) {
     *mask_out = NULL;
     if (!r->job->mask[0]) return FS_OK;
@@ -209,11 +203,10 @@ fs_code render_mask(render_run *r, const stage_map *m, float **mask_out) {
     /* nonzero is inside (the official process_image_to_bitensor), then
      * nearest; the mask's pixels were read once on rank 0 and broadcast */
     const fs_job_inputs *in = &r->inputs;
-    for (int y = 0; !rc && !r->dry && y < rows; y++)
-        for (int x = 0; x < m->w; x++)
-            mask[(size_t)y * m->w + x] =
-                in->mask[(size_t)nearest(row0 + y, in->mask_h, m->h) * in->mask_w +
-                         nearest(x, in->mask_w, m->w)] ? 1.0f : 0.0f;
+    const fs_backend *be = fs_backend_cpu();
+    if (!rc && !r->dry)
+        rc = be->op->mask_nearest(be, in->mask, in->mask_h, in->mask_w, m->h, m->w, row0, rows,
+                                  mask, r->err);
     rc = render_agree(r, rc);
     if (rc) run_free(r, mask);
     else *mask_out = mask;

@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "kernels/kernels.h"
 #include "worker/render_internal.h"
 
 /* Floats of the current stage's own latent rows. */
@@ -91,8 +92,10 @@ fs_code stage_step(render_run *r, int i) {
             fs_detail_blend(r->sched, i, job->cosine_scale, job->cosine_scale_bg, wk->mask, r->z,
                             wk->noise, (size_t)stage_rows(r, m) * m->w, c, m->x);
         float scale = fs_schedule_input_scale(r->sched, i);
+        const fs_backend *be = fs_backend_cpu();
         for (int b = 0; b < n; b++) {
-            for (size_t k = 0; k < per; k++) wk->xin[b * per + k] = m->x[k] * scale;
+            fs_code rc = be->op->scale(be, m->x, wk->xin + b * per, per, scale, r->err);
+            if (rc) return rc;
             t[b] = (float)r->sched->timesteps[i];
         }
     }

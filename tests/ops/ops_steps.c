@@ -2,7 +2,8 @@
  * (kernels/steps.c on the CPU) against plain loops here in diffusers'
  * float32 order: CFG, the Euler and DDIM updates, the noised latent (both
  * schedulers' coefficient forms), the detail blend with and without a mask,
- * scaling and the Philox noise fill. One fixed float sequence per element:
+ * scaling and the Philox noise fill; the VAE's posterior sample and unscaling
+ * and the detail mask's nearest resize. One fixed float sequence per element:
  * the bits must match, and a strip computed alone (from its offset) must
  * give the whole latent's bits. */
 #include "ops/ops_harness.h"
@@ -112,7 +113,76 @@ static void noise_case(size_t n, uint64_t index0) {
     fs_free(ref);
 }
 
+/* The VAE's posterior sample and its inverse scaling, against loops here in
+ * diffusers' order (sample = mean + std * eps with std = exp(0.5 logvar),
+ * logvar clamped to [-30, 20]; then (sample - shift) * scaling). */
+static void latent_case(size_t pixels, int L) {
+    char shape[48];
+    snprintf(shape, sizeof shape, "pixels=%zu latent=%d", pixels, L);
+    const size_t n = pixels * (size_t)L;
+    float *mom = harness_random(2 * n, -40, 30), *e = harness_random(n, -3, 3);
+    float *ref = fs_alloc(n * 4 + 4);
+    const float shift = 0.0609f, scaling = 0.13025f;
+    for (size_t p = 0; p < pixels; p++)
+        for (int c = 0; c < L; c++) {
+            float lv = mom[2 * p * L + L + c];
+            lv = fmaxf(-30.0f, fminf(20.0f, lv));
+            float sample = mom[2 * p * L + c] + expf(0.5f * lv) * e[p * L + c];
+            ref[p * L + c] = (sample - shift) * scaling;
+        }
+    fs_error err = {0};
+    void *dm = hb_from(mom, 2 * n * 4), *de = hb_from(e, n * 4), *dy = hb_from(NULL, n * 4);
+    hb_check_identical("posterior sample", shape,
+                       OP(posterior_sample, dm, de, pixels, L, shift, scaling, dy, &err), &err,
+                       dy, ref, n);
+    for (size_t k = 0; k < n; k++) ref[k] = e[k] / scaling + shift;
+    hb_check_identical("latent unscale", shape,
+                       OP(latent_unscale, de, dy, n, scaling, shift, &err), &err, dy, ref, n);
+    hb_free(dm), hb_free(de), hb_free(dy);
+    fs_free(mom), fs_free(e), fs_free(ref);
+}
+
+/* The detail mask at a latent's size: PyTorch's nearest indices (for 5 -> 3
+ * rows: 0, 1, 3; for 7 -> 4 columns: 0, 1, 3, 5, as F.interpolate(mode=
+ * 'nearest') picks them), and a strip of rows alone equal to the whole. */
+static void mask_case(void) {
+    uint8_t m[5 * 7];
+    for (int i = 0; i < 5 * 7; i++) m[i] = i % 3 == 0 ? 200 : 0;
+    const int iy[3] = {0, 1, 3}, ix[4] = {0, 1, 3, 5};
+    float ref[12];
+    for (int y = 0; y < 3; y++)
+        for (int x = 0; x < 4; x++) ref[y * 4 + x] = m[iy[y] * 7 + ix[x]] ? 1.0f : 0.0f;
+    fs_error err = {0};
+    void *d = hb_from(NULL, sizeof ref);
+    hb_check_identical("mask nearest", "5x7 -> 3x4", OP(mask_nearest, m, 5, 7, 3, 4, 0, 3, d, &err),
+                       &err, d, ref, 12);
+    hb_free(d);
+    /* upscales (2x exactly and 3 -> 7), whole map against row strips */
+    const int mh[2] = {4, 3}, h[2] = {8, 7};
+    for (int k = 0; k < 2; k++) {
+        const int mw = 5, w = 11;
+        uint8_t *mk = fs_alloc((size_t)mh[k] * mw);
+        for (int i = 0; i < mh[k] * mw; i++) mk[i] = (uint8_t)(harness_int(0, 1) * 255);
+        float *whole = fs_alloc((size_t)h[k] * w * 4);
+        void *dw = hb_from(NULL, (size_t)h[k] * w * 4), *ds = hb_from(NULL, (size_t)h[k] * w * 4);
+        fs_code rc = OP(mask_nearest, mk, mh[k], mw, h[k], w, 0, h[k], dw, &err);
+        if (!rc) hb_to(whole, dw, (size_t)h[k] * w * 4);
+        for (int y0 = 0; !rc && y0 < h[k]; y0 += 3) {
+            int rows = h[k] - y0 < 3 ? h[k] - y0 : 3;
+            rc = OP(mask_nearest, mk, mh[k], mw, h[k], w, y0, rows, (float *)ds + (size_t)y0 * w,
+                    &err);
+        }
+        hb_check_identical("mask nearest", k ? "3 -> 7 rows, strips" : "2x, strips", rc, &err, ds,
+                           whole, (size_t)h[k] * w);
+        hb_free(dw), hb_free(ds);
+        fs_free(mk), fs_free(whole);
+    }
+}
+
 void ops_cases_steps(void) {
+    latent_case(1, 4);
+    latent_case((size_t)harness_int(1, 5000), 4);
+    mask_case();
     steps_case(1, 4);
     steps_case(128 * 96, 4); /* a 1024 x 768 latent */
     steps_case((size_t)harness_int(1, 5000), harness_int(1, 16));
