@@ -316,6 +316,16 @@ static fs_code cpu_mask_nearest(const fs_backend *be, const uint8_t *mask, int m
     return FS_OK;
 }
 
+static fs_code cpu_tile_blend(const fs_backend *be, const float *a, int ah, int aw, float *b,
+                              int bh, int bw, int c, int blend, int vertical, fs_error *err) {
+    (void)be;
+    if ((vertical && aw != bw) || (!vertical && ah != bh) || c < 1)
+        return fs_fail(err, FS_ERR_INVALID, "tile blend: %dx%d onto %dx%d (%s) of %d channels",
+                       ah, aw, bh, bw, vertical ? "vertical" : "horizontal", c);
+    fs_tile_blend(a, ah, aw, b, bh, bw, c, blend, vertical);
+    return FS_OK;
+}
+
 static fs_code cpu_scale(const fs_backend *be, const float *x, float *y, size_t n, float k,
                          fs_error *err) {
     (void)be; (void)err;
@@ -379,6 +389,7 @@ static const fs_backend_ops cpu_ops = {
     .posterior_sample = cpu_posterior_sample,
     .latent_unscale = cpu_latent_unscale,
     .mask_nearest = cpu_mask_nearest,
+    .tile_blend = cpu_tile_blend,
 };
 
 static const fs_backend cpu_backend = {

@@ -239,6 +239,12 @@ static fs_code cu_mask_nearest(const fs_backend *be, const uint8_t *mask, int mh
     (void)out;
     return missing(err, "the detail mask's nearest resize");
 }
+static fs_code cu_tile_blend(const fs_backend *be, const float *a, int ah, int aw, float *b,
+                             int bh, int bw, int c, int blend, int vertical, fs_error *err) {
+    (void)be; (void)a; (void)ah; (void)aw; (void)b; (void)bh; (void)bw; (void)c; (void)blend;
+    (void)vertical;
+    return missing(err, "the tiled VAE's seam blend");
+}
 static fs_code cu_scale(const fs_backend *be, const float *x, float *y, size_t n, float k,
                         fs_error *err) {
     (void)be; (void)x; (void)y; (void)n; (void)k;
@@ -299,6 +305,7 @@ static const fs_backend_ops cuda_ops = {
     .posterior_sample = cu_posterior_sample,
     .latent_unscale = cu_latent_unscale,
     .mask_nearest = cu_mask_nearest,
+    .tile_blend = cu_tile_blend,
 };
 
 /* kernels/cuda/gemm.cu's LINEAR_TILE: the rows of its fixed GEMM tile. */

@@ -176,6 +176,13 @@ void fs_resize_bicubic(const fs_resize_desc *d, const float *x, float *y);
  * PyTorch's nearest index (upsample_nearest2d, no align_corners), else 0. */
 void fs_mask_nearest(const uint8_t *mask, int mh, int mw, int h, int w, int row0, int rows,
                      float *out);
+/* diffusers' tiled VAE seam (kernels/tiles.c): b [bh][bw][c] takes a's last
+ * e = min(extent of a, of b, blend) rows (vertical: a above b, same width)
+ * or columns (a left of b, same height) linearly: b[k] = a[.. - e + k] (1 -
+ * k/e) + b[k] (k/e) for k < e, the weights rounded to float from double as
+ * diffusers' blend_v / blend_h compute them. */
+void fs_tile_blend(const float *a, int ah, int aw, float *b, int bh, int bw, int c, int blend,
+                   int vertical);
 
 /* ---------------------------------------------------------------- blur
  * Gaussian low-pass (FreeScale's fusion blur, spec/freescale.md section 5):
@@ -532,6 +539,8 @@ typedef struct fs_backend_ops {
                               float scaling, float shift, fs_error *err);
     fs_code (*mask_nearest)(const fs_backend *be, const uint8_t *mask, int mh, int mw, int h,
                             int w, int row0, int rows, float *out, fs_error *err);
+    fs_code (*tile_blend)(const fs_backend *be, const float *a, int ah, int aw, float *b, int bh,
+                          int bw, int c, int blend, int vertical, fs_error *err);
 } fs_backend_ops;
 
 struct fs_backend {

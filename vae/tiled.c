@@ -38,32 +38,6 @@ static int tiled_size(const geom *g, int in) {
     return total;
 }
 
-/* b[y] = a[ah - e + y] (1 - y/e) + b[y] (y/e) for y < e = min(ah, bh, blend), rows of
- * `row` floats (blend_v), or the same along columns (blend_h, rows of w pixels). */
-static void blend_v(const float *a, int ah, float *b, int bh, size_t row, int blend) {
-    int e = ah < bh ? ah : bh;
-    if (blend < e) e = blend;
-    for (int y = 0; y < e; y++) {
-        const float wa = (float)(1.0 - (double)y / e), wb = (float)((double)y / e);
-        const float *ar = a + (size_t)(ah - e + y) * row;
-        float *br = b + (size_t)y * row;
-        for (size_t i = 0; i < row; i++) br[i] = ar[i] * wa + br[i] * wb;
-    }
-}
-
-static void blend_h(const float *a, int aw, float *b, int bw, int h, int c, int blend) {
-    int e = aw < bw ? aw : bw;
-    if (blend < e) e = blend;
-    for (int x = 0; x < e; x++) {
-        const float wa = (float)(1.0 - (double)x / e), wb = (float)((double)x / e);
-        for (int y = 0; y < h; y++) {
-            const float *ap = a + ((size_t)y * aw + (aw - e + x)) * c;
-            float *bp = b + ((size_t)y * bw + x) * c;
-            for (int ch = 0; ch < c; ch++) bp[ch] = ap[ch] * wa + bp[ch] * wb;
-        }
-    }
-}
-
 typedef struct tile {
     float *p;
     int h, w;   /* output units */
@@ -180,9 +154,15 @@ fs_code vae_tiled(fs_vae *v, fs_comm *comm, const fs_strip_plan *plan, int h, in
                 rc = run_tile(v, comm, &g, item, i, j, th, tw, decode, o, &cur[tj], err);
                 if (rc) break;
                 tile *t = &cur[tj];
+                /* the seams with the tile above and the one to the left */
+                const fs_backend *be = fs_backend_cpu();
                 if (ti > 0 && prev[tj].p)
-                    blend_v(prev[tj].p, prev[tj].h, t->p, t->h, (size_t)t->w * g.out_c, g.blend);
-                if (tj > 0) blend_h(cur[tj - 1].p, cur[tj - 1].w, t->p, t->w, t->h, g.out_c, g.blend);
+                    rc = be->op->tile_blend(be, prev[tj].p, prev[tj].h, prev[tj].w, t->p, t->h,
+                                            t->w, g.out_c, g.blend, 1, err);
+                if (!rc && tj > 0)
+                    rc = be->op->tile_blend(be, cur[tj - 1].p, cur[tj - 1].h, cur[tj - 1].w,
+                                            t->p, t->h, t->w, g.out_c, g.blend, 0, err);
+                if (rc) break;
                 const int kh = t->h < g.limit ? t->h : g.limit, kw = t->w < g.limit ? t->w : g.limit;
                 for (int y = 0; y < kh; y++) {
                     int gy = y0 + y;

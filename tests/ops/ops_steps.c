@@ -179,7 +179,45 @@ static void mask_case(void) {
     }
 }
 
+/* diffusers' tiled VAE seams (blend_v, blend_h), against its formulas here. */
+static void tile_blend_case(int ah, int bh, int w, int c, int blend, int vertical) {
+    char shape[64];
+    snprintf(shape, sizeof shape, "%s %d onto %d, w=%d c=%d blend=%d",
+             vertical ? "rows" : "columns", ah, bh, w, c, blend);
+    /* vertical: a [ah][w][c] above b [bh][w][c]; horizontal: a [w][ah][c] left of b [w][bh][c] */
+    const int a_h = vertical ? ah : w, a_w = vertical ? w : ah;
+    const int b_h = vertical ? bh : w, b_w = vertical ? w : bh;
+    const size_t na = (size_t)a_h * a_w * c, nb = (size_t)b_h * b_w * c;
+    float *a = harness_random(na, -2, 2), *b = harness_random(nb, -2, 2);
+    float *ref = fs_alloc(nb * 4 + 4);
+    memcpy(ref, b, nb * 4);
+    int e = vertical ? (a_h < b_h ? a_h : b_h) : (a_w < b_w ? a_w : b_w);
+    if (blend < e) e = blend;
+    for (int k = 0; k < e; k++) {
+        const float wa = (float)(1.0 - (double)k / e), wb = (float)((double)k / e);
+        for (int y = 0; y < (vertical ? 1 : b_h); y++)
+            for (int i = 0; i < (vertical ? b_w * c : c); i++) {
+                size_t ai = vertical ? (size_t)(a_h - e + k) * a_w * c + i
+                                     : ((size_t)y * a_w + (a_w - e + k)) * c + i;
+                size_t bi = vertical ? (size_t)k * b_w * c + i : ((size_t)y * b_w + k) * c + i;
+                ref[bi] = a[ai] * wa + b[bi] * wb;
+            }
+    }
+    fs_error err = {0};
+    void *da = hb_from(a, na * 4), *db = hb_from(b, nb * 4);
+    hb_check_identical("tile blend", shape,
+                       OP(tile_blend, da, a_h, a_w, db, b_h, b_w, c, blend, vertical, &err), &err,
+                       db, ref, nb);
+    hb_free(da), hb_free(db);
+    fs_free(a), fs_free(b), fs_free(ref);
+}
+
 void ops_cases_steps(void) {
+    tile_blend_case(12, 10, 9, 3, 4, 1);
+    tile_blend_case(3, 10, 9, 3, 8, 1);    /* a shorter than the blend */
+    tile_blend_case(12, 10, 7, 4, 5, 0);
+    tile_blend_case(harness_int(1, 20), harness_int(1, 20), harness_int(1, 12), 3,
+                    harness_int(1, 16), harness_int(0, 1));
     latent_case(1, 4);
     latent_case((size_t)harness_int(1, 5000), 4);
     mask_case();
