@@ -90,6 +90,13 @@ static inline float *fs_tensor_at(const fs_tensor *t, int b, int y, int x, int c
  * block reserved up front, bump allocation, reset to a mark. */
 void *fs_alloc(size_t bytes);            /* NULL on failure; counted */
 void fs_free(void *p);                   /* p from fs_alloc, or NULL */
+/* The bytes of a block from fs_alloc (what fs_free uncounts). */
+size_t fs_alloc_size(const void *p);
+/* For blocks whose pages become resident only as they are written (or are
+ * given back early): a caller that knows what is resident adds or removes
+ * bytes from the count without allocating or freeing; before fs_free it
+ * counts back what it removed, since fs_free uncounts the block's size. */
+void fs_mem_note(size_t bytes, int add);
 size_t fs_mem_current(void);             /* bytes held through fs_alloc now */
 size_t fs_mem_peak(void);                /* high-water mark of fs_mem_current */
 void fs_mem_reset_peak(void);
@@ -97,6 +104,8 @@ size_t fs_mem_peak_rss(void);            /* the OS's peak resident set (VmHWM), 
 int fs_mem_reset_peak_rss(void);         /* VmHWM back to the current RSS; -1 if unsupported */
 
 typedef struct fs_arena fs_arena;
+/* Reserved whole, counted (fs_mem_*) as its high-water mark rises: the
+ * system gives the block pages as they are first written, and they stay. */
 fs_arena *fs_arena_create(size_t capacity, fs_error *err);
 /* An arena handing out pieces of memory the caller owns (a GPU buffer: the
  * arena only does the arithmetic, never touches base, and does not free it). */

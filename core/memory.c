@@ -36,6 +36,18 @@ void fs_free(void *p) {
     free(base);
 }
 
+size_t fs_alloc_size(const void *p) {
+    if (!p) return 0;
+    size_t bytes;
+    memcpy(&bytes, (const unsigned char *)p - FS_ALIGN, sizeof bytes);
+    return bytes;
+}
+
+void fs_mem_note(size_t bytes, int add) {
+    if (add) mem_add(bytes);
+    else atomic_fetch_sub(&mem_current, bytes);
+}
+
 size_t fs_mem_current(void) { return atomic_load(&mem_current); }
 size_t fs_mem_peak(void) { return atomic_load(&mem_peak); }
 void fs_mem_reset_peak(void) { atomic_store(&mem_peak, atomic_load(&mem_current)); }
@@ -77,6 +89,9 @@ fs_arena *fs_arena_create(size_t capacity, fs_error *err) {
     }
     a->capacity = capacity;
     a->owns = 1;
+    /* counted as it is first used (its high-water mark), as the system gives
+     * it pages: what stays resident is what was ever touched */
+    fs_mem_note(fs_alloc_size(a->base), 0);
     return a;
 }
 
@@ -90,7 +105,11 @@ fs_arena *fs_arena_over(void *base, size_t capacity, fs_error *err) {
 
 void fs_arena_destroy(fs_arena *a) {
     if (!a) return;
-    if (a->owns) fs_free(a->base);
+    if (a->owns) {
+        size_t size = fs_alloc_size(a->base);   /* fs_free uncounts it whole */
+        fs_mem_note(size > a->peak ? size - a->peak : 0, 1);
+        fs_free(a->base);
+    }
     free(a);
 }
 
@@ -98,7 +117,10 @@ void *fs_arena_alloc(fs_arena *a, size_t bytes) {
     size_t start = (a->used + FS_ALIGN - 1) / FS_ALIGN * FS_ALIGN;
     if (start > a->capacity || bytes > a->capacity - start) return NULL;
     a->used = start + bytes;
-    if (a->used > a->peak) a->peak = a->used;
+    if (a->used > a->peak) {
+        if (a->owns) fs_mem_note(a->used - a->peak, 1);
+        a->peak = a->used;
+    }
     return a->base + start;
 }
 

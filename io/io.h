@@ -124,6 +124,9 @@ typedef fs_code (*fs_wslot_piece_fn)(void *user, const fs_wslot *s, int64_t r0, 
                                      float *tmp, fs_error *err);
 fs_code fs_wslots_foreach_piece(const fs_wslot *slots, size_t n, fs_wslot_piece_fn fn,
                                 void *user, const char *model, fs_error *err);
+/* The scratch fs_wslots_foreach_piece (so loading, the random fill) holds
+ * at once: one piece buffer per thread. For memory plans. */
+size_t fs_wslots_scratch_bytes(const fs_wslot *slots, size_t n);
 
 /* Puts rows [r0, r1) of slot s, as the file orders them (src: (r1 - r0) x
  * numel / shape[0] floats), at their place in out (the slot's floats) as its

@@ -5,6 +5,7 @@
  * the parallel conversion to float32 (with fused-tensor slices, transposes
  * and OIHW convolutions turned OHWI). io/model.c builds on it. */
 #include <stdio.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -130,17 +131,31 @@ enum { PIECE_FLOATS = 1 << 20 };
 /* Splits every slot into pieces of whole rows (at most PIECE_FLOATS floats,
  * or one row) so large tensors spread over threads; *tmp_floats is the
  * scratch one piece needs. */
+/* The scratch one piece needs: a piece's floats, or a row longer than that. */
+static size_t piece_floats(const fs_wslot *slots, size_t n) {
+    size_t most = PIECE_FLOATS;
+    for (size_t i = 0; i < n; i++) {
+        size_t row = (size_t)row_floats(&slots[i]);
+        if (row > most) most = row;
+    }
+    return most;
+}
+
+size_t fs_wslots_scratch_bytes(const fs_wslot *slots, size_t n) {
+    /* fs_wslots_foreach_piece: one piece buffer per thread of the team */
+    return (size_t)omp_get_max_threads() * piece_floats(slots, n) * sizeof(float);
+}
+
 static fs_code make_pieces(const fs_wslot *slots, size_t n, const char *model, piece **out,
                            size_t *count, size_t *tmp_floats, fs_error *err) {
     piece *pieces = NULL;
     size_t np = 0, cap = 0;
-    *tmp_floats = PIECE_FLOATS;
+    *tmp_floats = piece_floats(slots, n);
     for (size_t i = 0; i < n; i++) {
         const fs_wslot *s = &slots[i];
         int64_t rows = s->ndim ? s->shape[0] : 1, row = (int64_t)row_floats(s);
         if (rows <= 0 || row <= 0) continue;
         int64_t step = row >= PIECE_FLOATS ? 1 : PIECE_FLOATS / row;
-        if ((size_t)row > *tmp_floats) *tmp_floats = (size_t)row;
         for (int64_t r = 0; r < rows; r += step) {
             if (np == cap) {
                 cap = cap ? 2 * cap : 4096;

@@ -65,7 +65,10 @@ typedef struct nn_ctx {
     size_t used;                 /* arena bytes in use (dry pass) */
     size_t arena_peak;           /* most arena bytes in use at once (dry pass) */
     size_t heap;                 /* heap bytes resident now */
-    size_t peak;                 /* most arena + heap bytes resident at once */
+    size_t peak;                 /* most arena + heap bytes in use at once */
+    size_t resident_peak;        /* most bytes resident at once: the arena's high-water
+                                    mark so far (its pages stay once touched) + heap; what
+                                    the process's counted bytes (fs_mem_*) measure */
     double flops;                /* floating-point operations of the GEMM ops */
     int level;                   /* resolution level being computed (FS_PROFILE's rows) */
     /* The device every op of the pass runs on (kernels.h's table): its
@@ -103,7 +106,9 @@ static inline const float *nn_cat(const nn_ctx *f, const float *p, size_t off) {
  * counted resident from the start, or with `lazy` not counted at all: the
  * caller then counts the parts it writes (nn_note_heap), since the system
  * gives a large block pages only when they are first written. NULL (err
- * set) on failure. */
+ * set) on failure. On host memory the process's counted bytes (core's
+ * fs_mem_*) follow the same counts, so a measured peak is the sizing pass's
+ * model of what is resident, not the blocks' reserved size. */
 float *nn_heap_floats(nn_ctx *f, size_t count, int lazy);
 /* Frees a block from nn_heap_floats; `counted` is the bytes of it still
  * counted resident. */

@@ -23,9 +23,17 @@ static size_t align_up(size_t v) { return (v + NN_ALIGN - 1) / NN_ALIGN * NN_ALI
 
 static size_t arena_now(const nn_ctx *f) { return f->dry ? f->used : fs_arena_used(f->arena); }
 
+/* The arena's high-water mark so far (with `top` bytes in use now). */
+static size_t arena_high(const nn_ctx *f, size_t top) {
+    size_t hw = f->dry ? f->arena_peak : fs_arena_peak(f->arena);
+    return hw > top ? hw : top;
+}
+
 static void bump_peak(nn_ctx *f, size_t extra) {
     size_t now = arena_now(f) + f->heap + extra;
     if (now > f->peak) f->peak = now;
+    size_t resident = arena_high(f, arena_now(f) + extra) + f->heap;
+    if (resident > f->resident_peak) f->resident_peak = resident;
 }
 
 void *nn_take(nn_ctx *f, size_t bytes) {
@@ -70,7 +78,14 @@ static void need(nn_ctx *f, size_t bytes) {
     if (top > f->arena_peak) f->arena_peak = top;
     size_t now = top + f->heap;
     if (now > f->peak) f->peak = now;
+    if (f->arena_peak + f->heap > f->resident_peak) f->resident_peak = f->arena_peak + f->heap;
 }
+
+/* The real pass on host memory: the process's counted bytes (core's
+ * fs_mem_*, what fs_render_stats reports) follow the pass's own residency
+ * model of its heap blocks, as the sizing pass counts them: a lazy block
+ * from the rows written to it, less the rows given back. */
+static int counts_host(const nn_ctx *f) { return !f->dry && nn_backend(f)->host_memory; }
 
 float *nn_heap_floats(nn_ctx *f, size_t count, int lazy) {
     if (count > SIZE_MAX / sizeof(float) - NN_ALIGN) {
@@ -86,6 +101,8 @@ float *nn_heap_floats(nn_ctx *f, size_t count, int lazy) {
     if (!lazy) {
         f->heap += bytes;
         bump_peak(f, 0);
+    } else if (counts_host(f)) {
+        fs_mem_note(fs_alloc_size(p), 0);   /* counted as its rows are written */
     }
     return p;
 }
@@ -93,17 +110,23 @@ float *nn_heap_floats(nn_ctx *f, size_t count, int lazy) {
 void nn_heap_free(nn_ctx *f, float *p, size_t counted) {
     if (!p) return;
     f->heap = f->heap > counted ? f->heap - counted : 0;
+    if (counts_host(f)) {   /* fs_free uncounts the whole block: count back the rest */
+        size_t size = fs_alloc_size(p);
+        if (size > counted) fs_mem_note(size - counted, 1);
+    }
     if (!f->dry) nn_backend(f)->op->free(nn_backend(f), p);
 }
 
 size_t nn_heap_release(nn_ctx *f, float *p, size_t count) {
     size_t bytes = count * sizeof(float);
     if (!f->dry && bytes) nn_backend(f)->op->discard(nn_backend(f), p, bytes);
+    if (counts_host(f)) fs_mem_note(bytes, 0);
     f->heap = f->heap > bytes ? f->heap - bytes : 0;
     return bytes;
 }
 
 void nn_note_heap(nn_ctx *f, size_t bytes, int add) {
+    if (counts_host(f)) fs_mem_note(bytes, add);
     if (add) {
         f->heap += bytes;
         bump_peak(f, 0);

@@ -4,13 +4,14 @@
  *    shapes: a plain render, a cascade with RGB upsampling, one with latent
  *    upsampling and stage outputs and a mask, an input image): each stage's
  *    planned window peak against fs_render_stats.stage_peak_alloc, the
- *    counted buffers the render measured in that stage. Not bit-equal: the
- *    ops take small scratch buffers outside the arenas the sizing passes
- *    measure (per-thread GEMM warm-up of 1.9 MB the first time a thread
- *    multiplies, attention, resize and scale-fusion scratch), so the
- *    measured value may exceed the plan by at most SLACK_MB and never fall
- *    below it by more than 1% (the plan must not promise less than the
- *    render holds beyond that scratch, nor invent buffers).
+ *    counted buffers the render measured in that stage, and the job's peak
+ *    against fs_render_stats.peak_alloc. Not bit-equal: the ops take small
+ *    scratch buffers outside the arenas the sizing passes measure
+ *    (per-thread GEMM warm-up of 1.9 MB the first time a thread multiplies,
+ *    attention, resize and scale-fusion scratch), so the measured value may
+ *    exceed the plan by at most SLACK_MB and 10%, and never fall below it by
+ *    more than 1% (the plan must not promise less than the render holds
+ *    beyond that scratch, nor invent buffers).
  * 2. The plan's UNet activation bytes at 1 rank equal fs_unet_forward_bytes
  *    for the FreeScale settings written out here by hand (dilation 2 with
  *    fusion and FreeU, then dilation 1), and shrink at 4 ranks.
@@ -74,24 +75,27 @@ static void against_render(const char *what, const char *text) {
     for (int s = 0; s < plan.n_stages; s++) {
         const fs_stage_plan *sp = &plan.stage[s];
         double planned = sp->peak_window / 1e6, got = st.stage_peak_alloc[s] / 1e6;
-        /* a window whose peak is VAE work: fs_vae_plan's figure is what is
-         * resident at once, the render reserves the decoder's whole arena
-         * and whole (lazily touched) maps up front: allow that much */
+        /* the plan counts what is resident (an arena's high-water mark, the
+         * rows of a lazily filled map as written), as the render's counters
+         * do; the ops' few-MB scratch outside the arenas is the difference */
         int vae = sp->peak_window != sp->peak_unet;
-        double act = (double)(sp->decode_act_bytes > sp->encode_act_bytes ? sp->decode_act_bytes
-                                                                           : sp->encode_act_bytes);
-        double slack = vae ? act / 1e6 : SLACK_MB;
         printf("  %s, stage %d: planned %.3f MB, measured %.3f MB (%s decides; UNet arena "
                "%.3f, decode %.3f, encode %.3f MB)\n", what, s, planned, got, vae ? "VAE" : "UNet",
                sp->unet_act_bytes / 1e6, sp->decode_act_bytes / 1e6, sp->encode_act_bytes / 1e6);
-        CHECK(got >= planned * 0.99 && got <= planned + slack,
-              "%s, stage %d: planned %.3f MB, measured %.3f MB (tolerance +%.3f MB)", what, s,
-              planned, got, slack);
+        CHECK(got >= planned * 0.99 && got <= planned * 1.10 && got <= planned + SLACK_MB,
+              "%s, stage %d: planned %.3f MB, measured %.3f MB (tolerance -1%%, +%.1f MB and "
+              "+10%%)", what, s, planned, got, SLACK_MB);
         CHECK(sp->peak_bytes >= sp->peak_window, "%s, stage %d: the stage's peak is below its "
               "window", what, s);
     }
     CHECK(plan.peak_bytes >= plan.peak_text && plan.peak_text > plan.text_weight_bytes,
           "%s: job peak %zu, text %zu", what, plan.peak_bytes, plan.peak_text);
+    /* the job's peak per rank: the largest phase, text included */
+    double pj = plan.peak_bytes / 1e6, mj = st.peak_alloc / 1e6;
+    printf("  %s: job peak planned %.3f MB, measured %.3f MB (%+.1f%%)\n", what, pj, mj,
+           100.0 * (mj - pj) / pj);
+    CHECK(mj >= pj * 0.99 && mj <= pj * 1.10, "%s: job peak planned %.3f MB, measured %.3f MB",
+          what, pj, mj);
 }
 
 /* 2: the UNet's sizing pass with the settings spelled out by hand. */

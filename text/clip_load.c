@@ -358,6 +358,7 @@ fs_code fs_clip_create_random(const fs_clip_config *cfg, uint64_t seed, fs_clip 
 /* ---------------------------------------------------------------- lifetime */
 
 const fs_clip_info *fs_clip_get_info(const fs_clip *m) { return &m->info; }
+size_t fs_clip_load_scratch(const fs_clip *m) { return fs_wslots_scratch_bytes(m->slots, m->nslots); }
 
 void fs_clip_free(fs_clip *m) {
     if (!m) return;

@@ -97,6 +97,8 @@ fs_code fs_clip_encode(const fs_clip *m, const int32_t *ids, int n_seq, int hidd
 /* Bytes fs_clip_encode allocates for n_seq sequences (activations and op
  * scratch), for memory planning. */
 size_t fs_clip_encode_bytes(const fs_clip *m, int n_seq);
+/* Planning: the scratch loading the weights holds besides them (bytes). */
+size_t fs_clip_load_scratch(const fs_clip *m);
 
 /* ---------------------------------------------------------------- SDXL conditioning
  * context = [CLIP-L hidden | bigG hidden] per token ([chunks * 77][768 +

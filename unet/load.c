@@ -80,6 +80,7 @@ fs_code fs_unet_load_weights(fs_unet *u, fs_error *err) {
 }
 
 const fs_unet_info *fs_unet_get_info(const fs_unet *u) { return &u->info; }
+size_t fs_unet_load_scratch(const fs_unet *u) { return fs_wslots_scratch_bytes(u->slots, u->nslots); }
 
 void fs_unet_free(fs_unet *u) {
     if (!u) return;

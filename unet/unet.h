@@ -184,6 +184,8 @@ fs_code fs_unet_forward_fs(fs_unet *u, fs_comm *comm, const fs_strip_plan *plan,
  * (activations and scratch; the weights and the caller's x, eps, context
  * not included) and the FLOPs of its matrix products (NULL: not wanted).
  * Sizes are the CPU pass's (a GPU pass cuts some blocks differently). */
+/* Planning: the scratch loading the weights holds besides them (bytes). */
+size_t fs_unet_load_scratch(const fs_unet *u);
 fs_code fs_unet_forward_cost(const fs_unet *u, const fs_strip_plan *plan, int rank, int h, int w,
                              int n, int ctx_len, const fs_unet_freescale *fsx, size_t *bytes,
                              double *flops, fs_error *err);

@@ -83,6 +83,7 @@ typedef struct measured {
     size_t level_peak[FS_VAE_MAX_LEVELS];
     double level_flops[FS_VAE_MAX_LEVELS];
     size_t peak, arena;
+    size_t resident;     /* most bytes resident at once (nn_ctx.resident_peak) */
     double flops;
 } measured;
 
@@ -108,6 +109,7 @@ static fs_code measure(const fs_vae *v, int decode, const fs_strip_plan *plan, i
         out->flops += f->level_flops[r];
     }
     out->arena = f->nn.arena_peak;
+    out->resident = f->nn.resident_peak;
     free(f);
     return rc;
 }
@@ -131,6 +133,7 @@ static fs_code measure_all(const fs_vae *v, int decode, const fs_strip_plan *pla
         if (m.peak > worst->peak) worst->peak = m.peak;
         if (m.flops > worst->flops) worst->flops = m.flops;
         if (m.arena > worst->arena) worst->arena = m.arena;
+        if (m.resident > worst->resident) worst->resident = m.resident;
     }
     return FS_OK;
 }
@@ -253,7 +256,7 @@ fs_code fs_vae_plan(const fs_vae *v, int decode, const fs_strip_plan *plan, int 
     int schemes[FS_VAE_MAX_LEVELS];
     measured worst;
     fs_code rc = choose(v, decode, plan, h, w, opts, schemes, &worst, err);
-    if (bytes) *bytes = rc ? 0 : worst.peak + 4096;
+    if (bytes) *bytes = rc ? 0 : worst.resident + 4096;
     if (flops) *flops = rc ? 0 : worst.flops;
     return rc;
 }

@@ -232,6 +232,7 @@ fs_code fs_vae_load_weights(fs_vae *v, fs_error *err) {
 }
 
 const fs_vae_info *fs_vae_get_info(const fs_vae *v) { return &v->info; }
+size_t fs_vae_load_scratch(const fs_vae *v) { return fs_wslots_scratch_bytes(v->slots, v->nslots); }
 
 void fs_vae_free(fs_vae *v) {
     if (!v) return;

@@ -149,9 +149,13 @@ fs_code fs_vae_unscale(const fs_vae_config *c, const float *latent, float *z, si
 fs_code fs_vae_decode(fs_vae *v, fs_comm *comm, const fs_strip_plan *plan, int h, int w, int n,
                       const float *z, float *image, const fs_vae_opts *opts, fs_error *err);
 
-/* Bytes of activations and scratch a decode / encode of one item needs on
- * the largest strip of plan with these options (the sizing pass alone;
- * weights not included), and its FLOPs. For memory planning before a stage
+/* Planning: the scratch loading the weights holds besides them (bytes). */
+size_t fs_vae_load_scratch(const fs_vae *v);
+/* Bytes of activations and scratch a decode / encode of one item holds
+ * resident at most on the largest strip of plan with these options (the
+ * sizing pass alone; weights not included: the arena's high-water mark so
+ * far plus the maps held, since arena pages stay once touched), and its
+ * FLOPs. For memory planning before a stage
  * starts. Tiled mode: one tile's. */
 fs_code fs_vae_plan(const fs_vae *v, int decode, const fs_strip_plan *plan, int h, int w,
                     const fs_vae_opts *opts, size_t *bytes, double *flops, fs_error *err);

@@ -71,7 +71,9 @@ static fs_code condition_dry(render_run *r) {
     size_t outs = F((size_t)k * ccl->positions * ccl->width +
                     (size_t)k * ccg->positions * ccg->width + (size_t)k * ccg->projection);
     jp->text_act_bytes = outs + max_sz(fs_clip_encode_bytes(cl, k), fs_clip_encode_bytes(cg, k));
-    jp->peak_text = jp->text_weight_bytes + jp->cond_bytes + jp->text_act_bytes;
+    /* loading an encoder holds the loader's piece buffers besides the weights */
+    size_t load = max_sz(fs_clip_load_scratch(cl), fs_clip_load_scratch(cg));
+    jp->peak_text = jp->text_weight_bytes + max_sz(load, jp->cond_bytes + jp->text_act_bytes);
     run_hold(r, jp->cond_bytes);   /* kept through the stages */
     return FS_OK;
 }
@@ -296,6 +298,7 @@ fs_code render_open(fs_comm *comm, const fs_job *job, fs_models *models,
     r->rank = r->dry ? 0 : fs_comm_rank(comm);
     r->size = r->dry ? dry_ranks : fs_comm_size(comm);
     if (!r->dry && comm) fs_comm_traffic_reset(comm);
+    if (!r->dry) fs_mem_reset_peak();   /* the render's own peak, not the process's so far */
     return begin(R, from);
 }
 

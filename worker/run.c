@@ -148,6 +148,7 @@ fs_code run_unet_load(render_run *r) {
     if (rc) return rc;
     r->unet = (fs_unet *)u;   /* shapes only: the sizing passes read no weight */
     run_hold(r, r->plan->unet_weight_bytes);
+    transient(r, fs_unet_load_scratch(u));   /* the loader's piece buffers */
     return FS_OK;
 }
 
@@ -169,6 +170,7 @@ fs_code run_vae_load(render_run *r) {
         if (rc) return rc;
         r->vae = (fs_vae *)v;
         run_hold(r, r->plan->vae_weight_bytes);
+        transient(r, fs_vae_load_scratch(v));   /* the loader's piece buffers */
         return FS_OK;
     }
     return fs_models_vae(r->models, &r->vae, r->err);
