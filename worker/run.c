@@ -137,14 +137,19 @@ void stage_map_free(render_run *r, stage_map *m) {
 
 /* ---------------------------------------------------------------- networks */
 
+/* Dry: the networks' shapes as fs_models_open bound them (no weight read). */
+static fs_code shapes(render_run *r, const fs_unet **u, const fs_vae **v) {
+    const fs_clip *cl, *cg;
+    const fs_tokenizer *tl, *tg;
+    return fs_models_shapes(r->models, &cl, &cg, u, v, &tl, &tg, r->err);
+}
+
 fs_code run_unet_load(render_run *r) {
     if (r->unet) return FS_OK;
     if (!r->dry) return fs_models_unet(r->models, &r->unet, r->err);
-    const fs_clip *cl, *cg;
     const fs_unet *u;
     const fs_vae *v;
-    const fs_tokenizer *tl, *tg;
-    fs_code rc = fs_models_shapes(r->models, &cl, &cg, &u, &v, &tl, &tg, r->err);
+    fs_code rc = shapes(r, &u, &v);
     if (rc) return rc;
     r->unet = (fs_unet *)u;   /* shapes only: the sizing passes read no weight */
     run_hold(r, r->plan->unet_weight_bytes);
@@ -161,19 +166,15 @@ void run_unet_drop(render_run *r) {
 
 fs_code run_vae_load(render_run *r) {
     if (r->vae) return FS_OK;
-    if (r->dry) {
-        const fs_clip *cl, *cg;
-        const fs_unet *u;
-        const fs_vae *v;
-        const fs_tokenizer *tl, *tg;
-        fs_code rc = fs_models_shapes(r->models, &cl, &cg, &u, &v, &tl, &tg, r->err);
-        if (rc) return rc;
-        r->vae = (fs_vae *)v;
-        run_hold(r, r->plan->vae_weight_bytes);
-        transient(r, fs_vae_load_scratch(v));   /* the loader's piece buffers */
-        return FS_OK;
-    }
-    return fs_models_vae(r->models, &r->vae, r->err);
+    if (!r->dry) return fs_models_vae(r->models, &r->vae, r->err);
+    const fs_unet *u;
+    const fs_vae *v;
+    fs_code rc = shapes(r, &u, &v);
+    if (rc) return rc;
+    r->vae = (fs_vae *)v;
+    run_hold(r, r->plan->vae_weight_bytes);
+    transient(r, fs_vae_load_scratch(v));   /* the loader's piece buffers */
+    return FS_OK;
 }
 
 fs_vae_opts render_vae_opts(const fs_job *job) {
