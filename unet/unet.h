@@ -164,8 +164,9 @@ typedef struct fs_unet_freescale {
  * they are now (f32, after any fs_unet_round_weights) to the device once.
  * fs_unet_forward then still takes and returns host tensors but computes on
  * the device (bits differ from the CPU's, within 1e-5). The GPU ops follow
- * the CPU's exactness rules (tests/test_cuda.c finds strips bit-identical to
- * the whole map) and traffic between ranks goes through host copies; a run
+ * the CPU's exactness rules (test_ops' CUDA cases find strips bit-identical
+ * to the whole map) and traffic between ranks goes through comm's transport
+ * (the MPI one stages only the rows that cross through host copies); a run
  * on several GPUs is not tested yet. Restrained dilation runs there; scale
  * fusion and FreeU are refused for now. cu NULL: back to the CPU. */
 typedef struct fs_cuda fs_cuda;
