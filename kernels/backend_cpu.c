@@ -326,6 +326,15 @@ static fs_code cpu_tile_blend(const fs_backend *be, const float *a, int ah, int 
     return FS_OK;
 }
 
+static fs_code cpu_timestep_embedding(const fs_backend *be, const float *t, int n, int dim,
+                                      float *out, fs_error *err) {
+    (void)be;
+    if (n < 0 || dim < 1)
+        return fs_fail(err, FS_ERR_INVALID, "timestep embedding: %d values of width %d", n, dim);
+    fs_timestep_embedding(t, n, dim, out);
+    return FS_OK;
+}
+
 static fs_code cpu_scale(const fs_backend *be, const float *x, float *y, size_t n, float k,
                          fs_error *err) {
     (void)be; (void)err;
@@ -390,6 +399,7 @@ static const fs_backend_ops cpu_ops = {
     .latent_unscale = cpu_latent_unscale,
     .mask_nearest = cpu_mask_nearest,
     .tile_blend = cpu_tile_blend,
+    .timestep_embedding = cpu_timestep_embedding,
 };
 
 static const fs_backend cpu_backend = {

@@ -4,6 +4,7 @@
  * with FS_ERR_UNSUPPORTED). The ops with no CUDA version yet fail the same
  * way, naming the op, instead of computing something else. Scratch arenas
  * are ignored: the context carries its own device scratch. */
+#include <stdlib.h>
 #include "kernels/kernels.h"
 
 #define CU(be) ((fs_cuda *)(be)->ctx)
@@ -67,6 +68,18 @@ static fs_code cu_linear_whole(const fs_backend *be, const float *x, float *y, s
 static fs_code cu_small_linear(const fs_backend *be, const float *x, float *y, int m, int k,
                                int nout, const float *w, const float *bias, fs_error *err) {
     return fs_cuda_small_linear(CU(be), x, y, m, k, nout, w, bias, err);
+}
+/* A few thousand values from host timesteps: made on the host (the CPU's
+ * kernel, so the same bits) and copied to the device. */
+static fs_code cu_timestep_embedding(const fs_backend *be, const float *t, int n, int dim,
+                                     float *out, fs_error *err) {
+    size_t bytes = (size_t)n * dim * sizeof(float);
+    float *h = malloc(bytes ? bytes : 1);
+    if (!h) return fs_fail(err, FS_ERR_NOMEM, "timestep embedding: out of memory");
+    fs_timestep_embedding(t, n, dim, h);
+    fs_code rc = fs_cuda_upload(CU(be), out, h, bytes, err);
+    free(h);
+    return rc;
 }
 static fs_code cu_embed_tokens(const fs_backend *be, const int32_t *ids, size_t m, int positions,
                                int c, const float *tokens, const float *pos, float *x,
@@ -271,6 +284,7 @@ static const fs_backend_ops cuda_ops = {
     .linear_whole = cu_linear_whole,
     .small_linear = cu_small_linear,
     .embed_tokens = cu_embed_tokens,
+    .timestep_embedding = cu_timestep_embedding,
     .attention = cu_attention,
     .attention_causal = cu_attention_causal,
     .gn_partials = cu_gn_partials,

@@ -457,6 +457,9 @@ typedef struct fs_backend_ops {
                             fs_error *err);
     fs_code (*small_linear)(const fs_backend *be, const float *x, float *y, int m, int k,
                             int nout, const float *w, const float *bias, fs_error *err);
+    /* diffusers' sinusoidal Timesteps of n values t (host memory) into out [n][dim] */
+    fs_code (*timestep_embedding)(const fs_backend *be, const float *t, int n, int dim,
+                                  float *out, fs_error *err);
     fs_code (*embed_tokens)(const fs_backend *be, const int32_t *ids, size_t m, int positions,
                             int c, const float *tokens, const float *pos, float *x,
                             fs_error *err);

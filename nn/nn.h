@@ -177,6 +177,8 @@ fs_code nn_linear(nn_ctx *f, const float *x, size_t x_item, float *y, size_t y_i
 /* y = x W^T + bias for a matrix of m rows every rank holds whole (the text
  * context): fs_linear_whole, no row padding. */
 fs_code nn_linear_whole(nn_ctx *f, const float *x, float *y, size_t m, const nn_linear_w *lw);
+/* diffusers' sinusoidal Timesteps of n host values t into out [n][dim]. */
+fs_code nn_timestep_embedding(nn_ctx *f, const float *t, int n, int dim, float *out);
 /* Tiny products (embeddings, m = batch): a deterministic parallel loop with
  * double sums instead of 256-row GEMM tiles. */
 fs_code nn_small_linear(nn_ctx *f, const float *x, float *y, int m, const nn_linear_w *lw);

@@ -135,6 +135,11 @@ void nn_note_heap(nn_ctx *f, size_t bytes, int add) {
     }
 }
 
+fs_code nn_timestep_embedding(nn_ctx *f, const float *t, int n, int dim, float *out) {
+    if (f->dry) return FS_OK;
+    return NN_OP(f, timestep_embedding, t, n, dim, out, f->err);
+}
+
 fs_code nn_upload(nn_ctx *f, void *dst, const void *host, size_t bytes) {
     if (f->dry || !bytes) return FS_OK;
     return NN_OP(f, upload, dst, host, bytes, f->err);

@@ -210,10 +210,11 @@ size_t fs_sdxl_y_floats(const fs_clip *g) {
 
 /* The size part of y: Timestep256 of the six ids in diffusers' order
  * (_get_add_time_ids: original_size + crops_coords_top_left + target_size). */
-static void size_embeddings(const fs_sdxl_sizes *sz, float *out) {
+static fs_code size_embeddings(const fs_sdxl_sizes *sz, float *out, fs_error *err) {
     const float t[6] = {(float)sz->orig_h,   (float)sz->orig_w,    (float)sz->crop_top,
                         (float)sz->crop_left, (float)sz->target_h, (float)sz->target_w};
-    fs_timestep_embedding(t, 6, FS_SDXL_TIME_ID_DIM, out);
+    const fs_backend *be = fs_backend_cpu();   /* the conditioning is made on the host */
+    return be->op->timestep_embedding(be, t, 6, FS_SDXL_TIME_ID_DIM, out, err);
 }
 
 /* Encodes n_seq sequences with both encoders; writes context rows of each
@@ -284,8 +285,7 @@ fs_code fs_sdxl_condition_one(const fs_clip *clip_l, const fs_clip *clip_g,
         free(ctx_of);
         if (rc) return rc;
     }
-    size_embeddings(sizes, y + P);
-    return FS_OK;
+    return size_embeddings(sizes, y + P, err);
 }
 
 fs_code fs_sdxl_condition(const fs_clip *clip_l, const fs_clip *clip_g,

@@ -67,14 +67,7 @@ static fs_code embed(fwd *f, const fs_unet *u, const float *t, const float *y, f
     float *b = e ? nn_floats(&f->nn, (size_t)n * temb) : NULL;
     if (!b) return f->nn.err && f->nn.err->code ? f->nn.err->code : FS_ERR_NOMEM;
     fs_code rc = FS_OK;
-    if (!f->nn.dry) { /* t is on the host: the embedding is made there, then copied */
-        size_t bytes = (size_t)n * f->cfg->channels[0] * sizeof(float);
-        float *h = malloc(bytes);
-        if (!h) return fs_fail(f->nn.err, FS_ERR_NOMEM, "UNet forward: out of memory");
-        fs_timestep_embedding(t, n, f->cfg->channels[0], h);
-        rc = nn_upload(&f->nn, te, h, bytes);
-        free(h);
-    }
+    rc = nn_timestep_embedding(&f->nn, t, n, f->cfg->channels[0], te);
     if (!rc) rc = nn_small_linear(&f->nn, te, a, n, &w->time_linear_1);
     if (!rc) rc = nn_silu(&f->nn, a, a, (size_t)n * temb);
     if (!rc) rc = nn_small_linear(&f->nn, a, e, n, &w->time_linear_2);

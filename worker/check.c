@@ -19,17 +19,19 @@ static fs_code block_forward(const fs_check_params *p, const float *x_halo, int 
                              int halo, const double *sums, const float *gamma,
                              const float *beta, const float *w, const float *bias, float *y,
                              fs_arena *scratch, fs_error *err) {
+    const fs_backend *be = fs_backend_cpu();
     const int n = p->batch, s = p->size, c = p->channels, groups = 32;
     float mean[2 * 32], rstd[2 * 32];
     fs_groupnorm_finish_sums(sums, s, n, s, c, groups, 1e-5f, mean, rstd);
     size_t rows_in = (size_t)rows + 2 * halo;
     float *h = fs_arena_floats(scratch, (size_t)n * rows_in * s * c);
     if (!h) return fs_fail(err, FS_ERR_NOMEM, "check: scratch arena too small");
-    fs_groupnorm_apply(x_halo, h, n, (int)rows_in, s, c, groups, mean, rstd, gamma, beta, 1);
+    fs_code rc = be->op->gn_apply(be, x_halo, h, n, (int)rows_in, s, c, groups, mean, rstd, gamma,
+                                  beta, 1, err);
     fs_conv2d_desc d = {.n = n, .in_h = s, .in_w = s, .cin = c, .cout = c, .k = 3, .stride = 1,
                         .dil = p->dilation, .x_row0 = row0 - halo, .x_rows = (int)rows_in,
                         .y_row0 = row0, .y_rows = rows};
-    return fs_conv2d(&d, h, w, bias, y, scratch, err);
+    return rc ? rc : be->op->conv2d(be, &d, h, w, bias, y, scratch, err);
 }
 
 fs_code fs_worker_check(fs_comm *comm, const fs_check_params *p, fs_check_report *report,
@@ -85,8 +87,10 @@ fs_code fs_worker_check(fs_comm *comm, const fs_check_params *p, fs_check_report
     /* Partials of own rows, [rows][n][groups][2]; the batch items are not
      * adjacent in x_halo (each has its own halo rows), so item by item. */
     for (int b = 0; b < n; b++) {
-        fs_groupnorm_partials(x_halo + ((size_t)b * (rows + 2 * halo) + halo) * row_elems, 1,
-                              rows, s, c, groups, tmp);
+        rc = fs_backend_cpu()->op->gn_partials(
+            fs_backend_cpu(), x_halo + ((size_t)b * (rows + 2 * halo) + halo) * row_elems, 1,
+            rows, s, c, groups, tmp, err);
+        if (rc) goto done;
         for (int r = 0; r < rows; r++)
             memcpy(part + ((size_t)r * n + b) * groups * 2, tmp + (size_t)r * groups * 2,
                    groups * 2 * sizeof(double));
@@ -102,7 +106,8 @@ fs_code fs_worker_check(fs_comm *comm, const fs_check_params *p, fs_check_report
     /* The whole map on this rank alone: the same ops with no neighbours. */
     fs_arena_reset(scratch, 0);
     t0 = fs_now();
-    fs_groupnorm_partials(x, n, s, s, c, groups, part);
+    rc = fs_backend_cpu()->op->gn_partials(fs_backend_cpu(), x, n, s, s, c, groups, part, err);
+    if (rc) goto done;
     if ((rc = fs_comm_sum_rows_exact(NULL, &whole, part, mg, sums, err))) goto done;
     if ((rc = block_forward(p, x, 0, s, 0, sums, gamma, beta, w, bias, y_whole, scratch, err)))
         goto done;

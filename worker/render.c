@@ -26,75 +26,35 @@ struct fs_render {
 
 /* ---------------------------------------------------------------- conditioning */
 
-/* Prompt chunks as fs_sdxl_condition_text makes them: the longest of both
- * tokenizers' windows of the prompt and (when there is one) the negative. */
-static fs_code prompt_chunks(const fs_job *job, const fs_tokenizer *tl, const fs_tokenizer *tg,
-                             int *chunks, fs_error *err) {
-    *chunks = 1;
-    const char *text[2] = {job->prompt, job->negative_prompt};
-    for (int i = 0; i < (job->negative_prompt[0] ? 4 : 2); i++) {
-        int32_t *ids = NULL;
-        int k = 0;
-        fs_code rc = fs_tokenize_chunks(i % 2 ? tg : tl, i % 2 ? FS_TOK_OPENCLIP : FS_TOK_CLIP_L,
-                                        text[i / 2], &ids, &k, err);
-        free(ids);
-        if (rc) return rc;
-        if (k > *chunks) *chunks = k;
-    }
-    return FS_OK;
-}
-
-/* Dry: the text phase's figures (text/sdxl_text.c, text/clip.c hold the
- * conditioning, then per branch both encoders' outputs and one encoder's
- * activations at a time), and the weights of every network as held (f32:
- * rounded to the job's precision in place). */
+/* Dry: the text phase's figures and the weights of every network as held
+ * (f32: rounded to the job's precision in place). */
 static fs_code condition_dry(render_run *r) {
     const fs_clip *cl, *cg;
     const fs_unet *u;
     const fs_vae *v;
     const fs_tokenizer *tl, *tg;
     fs_job_plan *jp = r->plan;
+    fs_condition_plan cp = {0};
     fs_code rc = fs_models_shapes(r->models, &cl, &cg, &u, &v, &tl, &tg, r->err);
-    if (!rc) rc = prompt_chunks(r->job, tl, tg, &r->chunks, r->err);
+    if (!rc) rc = fs_models_condition_plan(r->models, r->job, &cp, r->err);
     if (rc) return rc;
-    jp->chunks = r->chunks;
-    jp->text_params = fs_clip_get_info(cl)->params + fs_clip_get_info(cg)->params;
+    r->chunks = jp->chunks = cp.chunks;
+    jp->text_params = cp.text_params;
     jp->unet_params = fs_unet_get_info(u)->params;
     jp->vae_params = fs_vae_get_info(v)->params;
-    jp->text_weight_bytes = F(jp->text_params);
+    jp->text_weight_bytes = cp.weight_bytes;
     jp->unet_weight_bytes = F(jp->unet_params);
     jp->vae_weight_bytes = F(jp->vae_params);
-    const fs_clip_config *ccl = &fs_clip_get_info(cl)->config;
-    const fs_clip_config *ccg = &fs_clip_get_info(cg)->config;
-    int k = r->chunks;
-    jp->cond_bytes = F(2 * fs_sdxl_context_floats(cl, cg, k) + 2 * fs_sdxl_y_floats(cg));
-    size_t outs = F((size_t)k * ccl->positions * ccl->width +
-                    (size_t)k * ccg->positions * ccg->width + (size_t)k * ccg->projection);
-    jp->text_act_bytes = outs + max_sz(fs_clip_encode_bytes(cl, k), fs_clip_encode_bytes(cg, k));
-    /* loading an encoder holds the loader's piece buffers besides the weights */
-    size_t load = max_sz(fs_clip_load_scratch(cl), fs_clip_load_scratch(cg));
-    jp->peak_text = jp->text_weight_bytes + max_sz(load, jp->cond_bytes + jp->text_act_bytes);
+    jp->cond_bytes = cp.cond_bytes;
+    jp->text_act_bytes = cp.act_bytes;
+    jp->peak_text = cp.weight_bytes + max_sz(cp.load_bytes, cp.cond_bytes + cp.act_bytes);
     run_hold(r, jp->cond_bytes);   /* kept through the stages */
     return FS_OK;
 }
 
 static fs_code condition(render_run *r) {
     if (r->dry) return condition_dry(r);
-    const fs_job *job = r->job;
-    fs_clip *cl, *cg;
-    fs_tokenizer *tl, *tg;
-    fs_code rc = fs_models_text(r->models, &cl, &cg, &tl, &tg, r->err);
-    if (rc) return rc;
-    fs_sdxl_sizes sizes = {
-        .orig_h = job->orig_height, .orig_w = job->orig_width,
-        .crop_top = job->crop_top, .crop_left = job->crop_left,
-        .target_h = job->target_height, .target_w = job->target_width,
-    };
-    const char *neg = job->negative_prompt[0] ? job->negative_prompt : NULL;
-    rc = fs_sdxl_condition_text(cl, cg, tl, tg, job->prompt, neg, &sizes, &r->context, &r->y,
-                                &r->chunks, r->err);
-    fs_models_drop_text(r->models);   /* the encoders are not needed again */
-    return rc;
+    return fs_models_condition(r->models, r->job, &r->context, &r->y, &r->chunks, r->err);
 }
 
 /* ---------------------------------------------------------------- stages */

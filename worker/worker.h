@@ -55,6 +55,23 @@ typedef struct fs_denoiser_desc {
 } fs_denoiser_desc;
 fs_code fs_models_denoiser(const fs_models *m, fs_denoiser_desc *d, fs_error *err);
 
+/* The conditioning of both CFG branches ([uncond, cond]) for the job's
+ * prompt, as the model family makes it (worker/conditioning.c; SDXL: both
+ * CLIP encoders, loaded for it and dropped after): *context [2][chunks *
+ * token_window][context_dim] and *y [2][adm_in], fs_alloc'ed. */
+fs_code fs_models_condition(fs_models *m, const fs_job *job, float **context, float **y,
+                            int *chunks, fs_error *err);
+/* What that takes, without reading a weight: prompt chunks, the encoders'
+ * parameters and bytes as held, their activations at once, the loader's
+ * scratch, and the conditioning kept through the render. */
+typedef struct fs_condition_plan {
+    int chunks;
+    uint64_t text_params;
+    size_t weight_bytes, act_bytes, load_bytes, cond_bytes;
+} fs_condition_plan;
+fs_code fs_models_condition_plan(fs_models *m, const fs_job *job, fs_condition_plan *p,
+                                 fs_error *err);
+
 /* For planning (worker/plan.c): the networks as fs_models_open bound them
  * (shapes and parameter counts, no weight read) and the tokenizers. The
  * embedded default binds nothing at open: its tiny networks are built here,

@@ -66,8 +66,28 @@ static void embedding_torch(void) {
                     1e-4);
 }
 
+/* Through the backend table (t on the host, out in the backend's memory):
+ * the reference's bits on every backend. */
+static void embedding_table_case(int n, int dim) {
+    char shape[48];
+    snprintf(shape, sizeof shape, "n=%d dim=%d", n, dim);
+    float *t = harness_random((size_t)n, 0.0f, 1000.0f);
+    size_t total = (size_t)n * dim;
+    float *ref = fs_alloc(total * sizeof(float));
+    fs_timestep_embedding_ref(t, n, dim, ref);
+    void *d = hb_from(NULL, total * sizeof(float));
+    fs_error err = {0};
+    hb_check_identical("timestep_embedding (table)", shape,
+                       harness_be->op->timestep_embedding(harness_be, t, n, dim, d, &err), &err,
+                       d, ref, total);
+    hb_free(d);
+    fs_free(t), fs_free(ref);
+}
+
 void ops_cases_embedding(void) {
-    if (!harness_on_cpu()) return; /* made on the host for every backend (unet/forward.c) */
+    embedding_table_case(2, 320);
+    embedding_table_case(3, 7);
+    if (!harness_on_cpu()) return; /* the kernel itself: host code for every backend */
     embedding_known();
     embedding_torch();
     embedding_case(2, 320, 1);   /* SDXL time_proj */
