@@ -99,8 +99,10 @@ static void print_stage(const fs_job *job, const plan_set *ps, int s, int max_ra
         else snprintf(rows, sizeof rows, "%d-%d", sp->min_rows, sp->max_rows);
         printf("  %5d %6s %11s %10.3f %11s %11s %11s %11s %11s\n", ps->counts[i], rows,
                sp->evals ? H(sp->unet_act_bytes) : "-", sp->unet_flops / 1e9,
-               H(sp->decode_act_bytes), sp->encode_act_bytes ? H(sp->encode_act_bytes) : "-",
-               sp->evals ? H(sp->peak_unet) : "-", H(sp->peak_vae), H(sp->peak_bytes));
+               sp->decode_act_bytes ? H(sp->decode_act_bytes) : "-",
+               sp->encode_act_bytes ? H(sp->encode_act_bytes) : "-",
+               sp->evals ? H(sp->peak_unet) : "-", sp->peak_vae ? H(sp->peak_vae) : "-",
+               H(sp->peak_bytes));
     }
 }
 

@@ -112,9 +112,11 @@ static fs_code change_stage(fs_render *R) {
     int s = r->cur.stage + 1;
     float *img = NULL;
     fs_code rc = FS_OK;
-    run_phase(r, RUN_PHASE_VAE, s - 1);
     int emit = job->stage_outputs;
-    if (emit || !job->upsample_latent) rc = render_decode(r, &r->cur, &img, emit);
+    if (emit || !job->upsample_latent) {   /* the previous stage's VAE phase: its image */
+        run_phase(r, RUN_PHASE_VAE, s - 1);
+        rc = render_decode(r, &r->cur, &img, emit);
+    }
     run_phase(r, RUN_PHASE_VAE, s);
     run_window_begin(r);   /* the previous image was that stage's output */
     int ws, hs;
